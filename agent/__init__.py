@@ -1,0 +1,3 @@
+"""Cairn agent: the per-device backup engine, CLI and service."""
+
+__version__ = "0.1.0"

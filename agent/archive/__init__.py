@@ -1,0 +1,1 @@
+"""The repository model: keys, index, snapshots, locks on a destination."""

@@ -1,0 +1,146 @@
+"""The local index cache: SQLite under the agent home, rebuilt from the destination.
+
+It mirrors the archive's index files (which are the truth): which blob lives in
+which pack, where. It is only a cache: delete it and the next run rebuilds it.
+If an index file it has seen disappears from the destination (compaction), it
+is dropped and rebuilt from scratch.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from agent.codec.envelope import ObjectType
+from agent.pack.format import PackEntry
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS index_files (name TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS packs (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL);
+CREATE TABLE IF NOT EXISTS blobs (
+    id BLOB PRIMARY KEY, pack INTEGER NOT NULL, type INTEGER NOT NULL,
+    offset INTEGER NOT NULL, length INTEGER NOT NULL, raw_length INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class BlobLocation:
+    pack: str
+    type: ObjectType
+    offset: int
+    length: int
+    raw_length: int
+
+
+class IndexCache:
+    """Blob locations by ID, persisted in SQLite; safe to share between threads."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def index_files(self) -> set[str]:
+        with self._lock:
+            return {row[0] for row in self._db.execute("SELECT name FROM index_files")}
+
+    def pack_names(self) -> set[str]:
+        with self._lock:
+            return {row[0] for row in self._db.execute("SELECT name FROM packs")}
+
+    def clear(self) -> None:
+        with self._lock:
+            self._db.executescript("DELETE FROM blobs; DELETE FROM packs; DELETE FROM index_files;")
+
+    def add(self, index_name: str | None, packs: dict[str, list[PackEntry]]) -> None:
+        """Record packs (from one index file, or found unindexed) in one transaction."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN")
+            try:
+                for pack, entries in packs.items():
+                    db.execute("INSERT OR IGNORE INTO packs(name) VALUES (?)", (pack,))
+                    (pack_id,) = db.execute("SELECT id FROM packs WHERE name=?", (pack,)).fetchone()
+                    db.executemany(
+                        "INSERT OR IGNORE INTO blobs VALUES (?,?,?,?,?,?)",
+                        [(e.id, pack_id, e.type, e.offset, e.length, e.raw_length)
+                         for e in entries],
+                    )
+                if index_name:
+                    db.execute("INSERT OR IGNORE INTO index_files VALUES (?)", (index_name,))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def lookup(self, blob_id: bytes) -> BlobLocation | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT p.name, b.type, b.offset, b.length, b.raw_length FROM blobs b "
+                "JOIN packs p ON p.id = b.pack WHERE b.id = ?",
+                (blob_id,),
+            ).fetchone()
+        return None if row is None else BlobLocation(row[0], ObjectType(row[1]), *row[2:])
+
+    def lookup_many(self, ids: Iterable[bytes]) -> dict[bytes, BlobLocation]:
+        found = {}
+        for blob_id in ids:
+            loc = self.lookup(blob_id)
+            if loc is not None:
+                found[blob_id] = loc
+        return found
+
+    def known_ids(self) -> KnownIds:
+        """A compact read-only snapshot of every indexed blob ID."""
+        with self._lock:
+            rows = self._db.execute("SELECT id FROM blobs ORDER BY id").fetchall()
+        return KnownIds(b"".join(r[0] for r in rows))
+
+    def blobs_of_pack(self, pack: str) -> list[tuple[bytes, BlobLocation]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT b.id, b.type, b.offset, b.length, b.raw_length FROM blobs b "
+                "JOIN packs p ON p.id = b.pack WHERE p.name = ? ORDER BY b.offset",
+                (pack,),
+            ).fetchall()
+        return [(r[0], BlobLocation(pack, ObjectType(r[1]), *r[2:])) for r in rows]
+
+    def each_blob(self, visit: Callable[[bytes, BlobLocation], None]) -> None:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT b.id, p.name, b.type, b.offset, b.length, b.raw_length FROM blobs b "
+                "JOIN packs p ON p.id = b.pack"
+            ).fetchall()
+        for r in rows:
+            visit(r[0], BlobLocation(r[1], ObjectType(r[2]), *r[3:]))
+
+
+class KnownIds:
+    """A sorted array of 32-byte IDs: 32 bytes per blob, O(log n) membership."""
+
+    def __init__(self, sorted_ids: bytes) -> None:
+        self._raw = sorted_ids
+        self._ids = np.frombuffer(sorted_ids, dtype="S32")
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, blob_id: bytes) -> bool:
+        ids = self._ids
+        if not len(ids):
+            return False
+        i = int(np.searchsorted(ids, blob_id))
+        # Compare raw bytes: numpy's "S" scalars drop trailing NUL bytes.
+        return i < len(ids) and self._raw[i * 32 : i * 32 + 32] == blob_id

@@ -1,0 +1,187 @@
+"""An open archive: its keys, its destination and its local index cache."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+
+from agent.archive.index_cache import BlobLocation, IndexCache
+from agent.archive.index_file import IndexContent, decode_index, encode_index
+from agent.codec.envelope import NO_ID, ObjectType, open_blob, open_sealed, seal
+from agent.codec.keys import ArchiveKeys, make_key_file, parse_key_file, unwrap_key_file
+from agent.dest.base import Destination
+from agent.errors import (
+    ArchiveError,
+    IntegrityError,
+    NotAnArchive,
+    SnapshotNotFound,
+    WrongPassphrase,
+)
+from agent.model.snapshot import Snapshot
+from agent.model.tree import decode_tree
+from agent.pack.format import PackEntry, decode_header, header_length
+
+MAX_SNAPSHOT_SIZE = 64 * 1024 * 1024
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class Repository:
+    """Reads and writes archive objects; all crypto goes through the envelope."""
+
+    def __init__(self, dest: Destination, keys: ArchiveKeys, cache_root: Path) -> None:
+        self.dest = dest
+        self.keys = keys
+        self.cache = IndexCache(cache_root / keys.archive_id / "index.sqlite")
+        self._tree = lru_cache(maxsize=4096)(self._load_tree)
+
+    # --- creating and opening -------------------------------------------------
+
+    @classmethod
+    def create(cls, dest: Destination, passphrase: str, cache_root: Path) -> Repository:
+        if not dest.is_empty():
+            raise ArchiveError(
+                f"{dest.description} is not empty and holds no Cairn archive; "
+                "choose an empty folder or an existing archive."
+            )
+        keys = ArchiveKeys.generate()
+        key_file = make_key_file(keys, passphrase)
+        dest.put_bytes("keys", sha256_hex(key_file), key_file)
+        return cls(dest, keys, cache_root)
+
+    @classmethod
+    def open(cls, dest: Destination, passphrase: str, cache_root: Path) -> Repository:
+        names = dest.list("keys")
+        if not names:
+            raise NotAnArchive(f"{dest.description} is not a Cairn archive (it has no key files).")
+        for name in names:
+            doc = parse_key_file(dest.read("keys", name))
+            keys = unwrap_key_file(doc, passphrase)
+            if keys is not None:
+                return cls(dest, keys, cache_root)
+        raise WrongPassphrase("Wrong passphrase: it opens none of this archive's keys.")
+
+    def add_passphrase(self, passphrase: str) -> str:
+        """Write another key file for the same master key; returns its name."""
+        key_file = make_key_file(self.keys, passphrase)
+        name = sha256_hex(key_file)
+        self.dest.put_bytes("keys", name, key_file)
+        return name
+
+    def remove_other_passphrase_keys(self, keep: str, old_passphrase: str) -> int:
+        """Remove key files (other than ``keep``) that ``old_passphrase`` opens."""
+        removed = 0
+        for name in self.dest.list("keys"):
+            if name == keep:
+                continue
+            if unwrap_key_file(parse_key_file(self.dest.read("keys", name)), old_passphrase):
+                self.dest.remove("keys", name)
+                removed += 1
+        return removed
+
+    def close(self) -> None:
+        self.cache.close()
+
+    # --- index ------------------------------------------------------------------
+
+    def sync_index(self, on_pack_adopted: Callable[[str], None] | None = None) -> None:
+        """Bring the cache up to date with the destination's index files."""
+        remote = set(self.dest.list("index"))
+        cached = self.cache.index_files()
+        if cached - remote:
+            self.cache.clear()
+            cached = set()
+        for name in sorted(remote - cached):
+            sealed = self.dest.read("index", name)
+            if sha256_hex(sealed) != name:
+                raise IntegrityError(f"Index file {name[:12]} does not match its name.")
+            self.cache.add(name, decode_index(self.keys, sealed).packs)
+
+    def adopt_unindexed_packs(self) -> int:
+        """Index packs a killed run stored but never indexed, so their blobs are reused."""
+        stored = self.dest.list("data")
+        orphans = sorted(set(stored) - self.cache.pack_names())
+        found: dict[str, list[PackEntry]] = {}
+        for name in orphans:
+            try:
+                found[name] = self.read_pack_header(name, stored[name])
+            except IntegrityError:
+                continue  # check --read-data reports it; never reuse a bad pack.
+        if found:
+            self.write_index(IndexContent(packs=found))
+        return len(found)
+
+    def write_index(self, content: IndexContent) -> str:
+        sealed = encode_index(self.keys, content)
+        name = sha256_hex(sealed)
+        self.dest.put_bytes("index", name, sealed)
+        self.cache.add(name, content.packs)
+        return name
+
+    def read_pack_header(self, pack: str, size: int) -> list[PackEntry]:
+        tail_len = min(size, 64 * 1024)
+        tail = self.dest.read("data", pack, size - tail_len, tail_len)
+        length = header_length(tail, size)
+        if length + 4 > len(tail):
+            tail = self.dest.read("data", pack, size - length - 4, length + 4)
+        return decode_header(self.keys, tail[len(tail) - 4 - length : len(tail) - 4], size)
+
+    # --- blobs and trees ----------------------------------------------------------
+
+    def locate(self, blob_id: bytes) -> BlobLocation:
+        loc = self.cache.lookup(blob_id)
+        if loc is None:
+            raise IntegrityError(f"Blob {blob_id.hex()[:16]} is not in the archive's index.")
+        return loc
+
+    def read_blob(self, blob_id: bytes, loc: BlobLocation | None = None) -> bytes:
+        loc = loc or self.locate(blob_id)
+        sealed = self.dest.read("data", loc.pack, loc.offset, loc.length)
+        if len(sealed) != loc.length:
+            raise IntegrityError(f"Pack {loc.pack[:12]} is shorter than its index says.")
+        return open_blob(self.keys, loc.type, blob_id, sealed, loc.raw_length)
+
+    def _load_tree(self, tree_id: str) -> tuple[dict, ...]:
+        return tuple(decode_tree(self.read_blob(bytes.fromhex(tree_id))))
+
+    def tree(self, tree_id: str) -> tuple[dict, ...]:
+        """A directory's nodes (cached; treat them as read-only)."""
+        return self._tree(tree_id)
+
+    # --- snapshots ------------------------------------------------------------------
+
+    def save_snapshot(self, snap: Snapshot) -> str:
+        sealed = seal(self.keys, ObjectType.SNAPSHOT, NO_ID, snap.encode())
+        snap.id = sha256_hex(sealed)
+        self.dest.put_bytes("snapshots", snap.id, sealed)
+        return snap.id
+
+    def load_snapshot(self, name: str) -> Snapshot:
+        sealed = self.dest.read("snapshots", name)
+        if sha256_hex(sealed) != name:
+            raise IntegrityError(f"Snapshot {name[:8]} does not match its name.")
+        plain = open_sealed(self.keys, ObjectType.SNAPSHOT, NO_ID, sealed, MAX_SNAPSHOT_SIZE)
+        return Snapshot.decode(plain, name)
+
+    def snapshots(self) -> list[Snapshot]:
+        """All snapshots, newest first."""
+        snaps = [self.load_snapshot(name) for name in self.dest.list("snapshots")]
+        return sorted(snaps, key=lambda s: s.time, reverse=True)
+
+    def find_snapshot(self, ref: str) -> Snapshot:
+        """Resolve ``latest`` or a unique ID prefix (at least 4 hex digits)."""
+        snaps = self.snapshots()
+        if ref == "latest":
+            if not snaps:
+                raise SnapshotNotFound("The archive has no snapshots yet.")
+            return snaps[0]
+        matches = [s for s in snaps if len(ref) >= 4 and s.id.startswith(ref.lower())]
+        if len(matches) != 1:
+            what = "matches no snapshot" if not matches else "matches several snapshots"
+            raise SnapshotNotFound(f"{ref!r} {what}; see `cairn snapshots`.")
+        return matches[0]
+

@@ -1,0 +1,121 @@
+"""The `cairn` command line: parses arguments, runs a command, turns errors into sentences.
+
+Commands live in ``agent.commands.*`` modules; each has ``register(subparsers)``
+that adds its parsers with ``set_defaults(func=...)``. A command function takes
+``(args, ctx)`` and returns an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
+
+from agent import __version__
+from agent.archive.repository import Repository
+from agent.config import AgentPaths
+from agent.dest.local import LocalDestination
+from agent.errors import CairnError, Interrupted, UsageError
+
+log = logging.getLogger("cairn")
+
+
+@dataclass(frozen=True)
+class Context:
+    """What commands need from the outside world, read once."""
+
+    paths: AgentPaths
+    env: Mapping[str, str]
+    interactive: bool
+
+    def passphrase(self, *, confirm: bool = False, var: str = "CAIRN_PASSPHRASE",
+                   prompt: str = "Archive passphrase: ") -> str:
+        value = self.env.get(var)
+        if value:
+            return value
+        if not self.interactive:
+            raise UsageError(f"No passphrase: set {var} or run in a terminal to be asked.")
+        value = getpass.getpass(prompt)
+        if confirm and getpass.getpass("Repeat the passphrase: ") != value:
+            raise UsageError("The passphrases do not match; nothing was changed.")
+        if not value:
+            raise UsageError("An empty passphrase is not allowed.")
+        return value
+
+    def destination(self, args: argparse.Namespace) -> LocalDestination:
+        return LocalDestination(Path(args.dest) if args.dest else self.paths.default_destination)
+
+    def open_repo(self, args: argparse.Namespace) -> Repository:
+        dest = self.destination(args)
+        return Repository.open(dest, self.passphrase(), self.paths.cache)
+
+    def show_progress(self, args: argparse.Namespace) -> bool:
+        return not getattr(args, "json", False) and sys.stderr.isatty()
+
+
+def print_json(doc: object) -> None:
+    print(json.dumps(doc, indent=2, sort_keys=True, default=str))
+
+
+def add_dest_options(parser: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
+    parser.add_argument("--dest", metavar="DIR",
+                        help="the archive's folder (default: the agent home's archive/)")
+    if json_flag:
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from agent.commands import archive
+
+    parser = argparse.ArgumentParser(
+        prog="cairn", description="Cairn: encrypted, deduplicating backup.")
+    parser.add_argument("--version", action="version", version=f"cairn {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    archive.register(sub)
+    return parser
+
+
+def _setup_logging(paths: AgentPaths) -> None:
+    try:
+        paths.logs.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = RotatingFileHandler(
+            paths.logs / "cairn.log", maxBytes=5_000_000, backupCount=3, encoding="utf-8")
+    except OSError:
+        handler = logging.NullHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("cairn")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    ctx = Context(AgentPaths.from_env(), os.environ, sys.stdin.isatty())
+    _setup_logging(ctx.paths)
+    try:
+        return int(args.func(args, ctx))
+    except CairnError as exc:
+        log.info("%s failed: %s", args.command, exc)
+        print(f"cairn: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("cairn: interrupted; earlier snapshots are intact, the next run resumes.",
+              file=sys.stderr)
+        return Interrupted.exit_code
+    except Exception:
+        log.error("internal error in %s:\n%s", args.command, traceback.format_exc())
+        print(f"cairn: internal error (details in {ctx.paths.logs / 'cairn.log'}); "
+              "please send a support bundle.", file=sys.stderr)
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

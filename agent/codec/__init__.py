@@ -1,0 +1,1 @@
+"""Keys, compression and the authenticated blob envelope (pure: bytes in, bytes out)."""

@@ -1,0 +1,226 @@
+"""Archive commands: backup, snapshots, ls, restore, check, passphrase."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from agent.archive.repository import Repository
+from agent.cli import Context, add_dest_options, print_json
+from agent.engine.backup import BackupOptions, run_backup
+from agent.engine.check import run_check
+from agent.engine.progress import Progress
+from agent.engine.restore import RestoreOptions, run_restore
+from agent.errors import EXIT_PARTIAL, IntegrityError, UsageError
+from agent.model.tree import decode_name
+from agent.term_progress import shown
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("backup", help="back up files and folders")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                   help="skip names or paths matching GLOB (repeatable)")
+    add_dest_options(p)
+    p.set_defaults(func=cmd_backup)
+
+    p = sub.add_parser("snapshots", help="list snapshots, newest first")
+    add_dest_options(p)
+    p.set_defaults(func=cmd_snapshots)
+
+    p = sub.add_parser("ls", help="list the files of a snapshot")
+    p.add_argument("snapshot", metavar="SNAPSHOT", help="an ID prefix or 'latest'")
+    p.add_argument("path", nargs="?", metavar="PATH", help="only below this original path")
+    add_dest_options(p)
+    p.set_defaults(func=cmd_ls)
+
+    p = sub.add_parser("restore", help="restore a snapshot (or some of its paths)")
+    p.add_argument("snapshot", metavar="SNAPSHOT", help="an ID prefix or 'latest'")
+    p.add_argument("--target", required=True, metavar="OUT", help="folder to restore into")
+    p.add_argument("--include", action="append", default=[], metavar="PATH",
+                   help="restore only this original path (repeatable)")
+    add_dest_options(p)
+    p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("check", help="verify the archive's integrity")
+    p.add_argument("--read-data", action="store_true", help="also read and verify every blob")
+    add_dest_options(p)
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("passphrase", help="change the archive passphrase (no data re-encrypted)")
+    add_dest_options(p, json_flag=False)
+    p.set_defaults(func=cmd_passphrase)
+
+
+def _open_or_create(args: argparse.Namespace, ctx: Context) -> tuple[Repository, bool]:
+    dest = ctx.destination(args)
+    if dest.list("keys"):
+        return ctx.open_repo(args), False
+    if not args.json:
+        print(f"Creating a new archive in {dest.description}", file=sys.stderr)
+    passphrase = ctx.passphrase(confirm=True, prompt="New archive passphrase: ")
+    return Repository.create(dest, passphrase, ctx.paths.cache), True
+
+
+def cmd_backup(args: argparse.Namespace, ctx: Context) -> int:
+    paths = []
+    for raw in args.paths:
+        path = Path(raw).expanduser().absolute()
+        if not path.exists() and not path.is_symlink():
+            raise UsageError(f"Cannot back up {raw}: it does not exist.")
+        paths.append(path)
+    repo, _created = _open_or_create(args, ctx)
+    options = BackupOptions(
+        paths=tuple(paths), excludes=tuple(args.exclude),
+        skip_paths=(repo.dest.root, ctx.paths.home), count_totals=ctx.show_progress(args))
+    progress = Progress()
+    try:
+        with shown(progress, "Backing up", ctx.show_progress(args)):
+            result = run_backup(repo, options, progress)
+    finally:
+        repo.close()
+    counts, snap = result.counts, result.snapshot
+    doc = {"snapshot_id": snap.id, "files_total": counts.files_total, "files_new": counts.files_new,
+           "files_changed": counts.files_changed, "files_unchanged": counts.files_unchanged,
+           "dirs": counts.dirs, "bytes_total": counts.bytes_total,
+           "bytes_stored": result.bytes_stored, "duration_s": round(result.duration_s, 3),
+           "errors": result.errors, "destination": repo.dest.description}
+    for error in result.errors:
+        print(f"cairn: could not read {error}", file=sys.stderr)
+    if args.json:
+        print_json(doc)
+    else:
+        print(f"Snapshot {snap.id[:8]} saved to {repo.dest.description}\n"
+              f"  files: {counts.files_total} ({counts.files_new} new, {counts.files_changed} "
+              f"changed, {counts.files_unchanged} unchanged), folders: {counts.dirs}\n"
+              f"  {_size(counts.bytes_total)} scanned, {_size(result.bytes_stored)} stored "
+              f"in {result.duration_s:.1f} s")
+    return EXIT_PARTIAL if result.errors else 0
+
+
+def cmd_snapshots(args: argparse.Namespace, ctx: Context) -> int:
+    repo = ctx.open_repo(args)
+    snaps = repo.snapshots()
+    repo.close()
+    if args.json:
+        print_json([{"id": s.id, "short_id": s.id[:8], "time": s.time, "host": s.host,
+                     "device": s.device, "paths": s.paths, "parent": s.parent,
+                     "summary": s.summary} for s in snaps])
+        return 0
+    if not snaps:
+        print("No snapshots yet.")
+    for s in snaps:
+        files = s.summary.get("files_total", "?")
+        print(f"{s.id[:8]}  {s.time[:19].replace('T', ' ')}  {s.host:<16} {files:>8} files  "
+              + ", ".join(s.paths))
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace, ctx: Context) -> int:
+    repo = ctx.open_repo(args)
+    try:
+        repo.sync_index()
+        snap = repo.find_snapshot(args.snapshot)
+        entries = []
+        stack = [(snap.tree, "")]
+        while stack:
+            tree_id, prefix = stack.pop()
+            for node in repo.tree(tree_id):
+                path = f"{prefix}/{decode_name(node, 'name')}"
+                if node["type"] == "dir":
+                    stack.append((node["subtree"], path))
+                if args.path is None or _below(path, args.path):
+                    entries.append({"path": path, "type": node["type"],
+                                    "size": node.get("size", 0), "mode": node.get("mode"),
+                                    "mtime_ns": node.get("mtime_ns")})
+    finally:
+        repo.close()
+    entries.sort(key=lambda e: e["path"])
+    if args.json:
+        print_json(entries)
+    else:
+        for e in entries:
+            suffix = "/" if e["type"] == "dir" else ""
+            print(f"{e['type']:<8}{e['size']:>14}  {e['path']}{suffix}")
+    return 0
+
+
+def _below(path: str, wanted: str) -> bool:
+    wanted = "/" + wanted.replace("\\", "/").strip("/")
+    return path == wanted or path.startswith(wanted.rstrip("/") + "/")
+
+
+def cmd_restore(args: argparse.Namespace, ctx: Context) -> int:
+    repo = ctx.open_repo(args)
+    progress = Progress()
+    try:
+        repo.sync_index()
+        snap = repo.find_snapshot(args.snapshot)
+        options = RestoreOptions(target=Path(args.target).expanduser().absolute(),
+                                 includes=tuple(args.include))
+        with shown(progress, "Restoring", ctx.show_progress(args)):
+            result = run_restore(repo, snap, options, progress)
+    finally:
+        repo.close()
+    doc = {"snapshot_id": snap.id, "files": result.files, "dirs": result.dirs,
+           "symlinks": result.symlinks, "bytes": result.bytes,
+           "duration_s": round(result.duration_s, 3), "errors": result.errors,
+           "target": str(options.target)}
+    for error in result.errors:
+        print(f"cairn: could not restore {error}", file=sys.stderr)
+    if args.json:
+        print_json(doc)
+    else:
+        print(f"Restored {result.files} files, {result.dirs} folders, {result.symlinks} links "
+              f"({_size(result.bytes)}) from {snap.id[:8]} into {options.target} "
+              f"in {result.duration_s:.1f} s")
+    return IntegrityError.exit_code if result.errors else 0
+
+
+def cmd_check(args: argparse.Namespace, ctx: Context) -> int:
+    repo = ctx.open_repo(args)
+    progress = Progress()
+    try:
+        with shown(progress, "Checking", ctx.show_progress(args) and args.read_data):
+            report = run_check(repo, read_data=args.read_data, progress=progress)
+    finally:
+        repo.close()
+    if args.json:
+        print_json({"ok": report.ok, "snapshots": report.snapshots, "trees": report.trees,
+                    "blobs": report.blobs, "packs": report.packs, "packs_read": report.packs_read,
+                    "errors": report.errors, "damaged_packs": report.damaged_packs,
+                    "affected_files": report.affected_files})
+    else:
+        print(f"{report.snapshots} snapshots, {report.trees} trees, {report.blobs} data blobs, "
+              f"{report.packs} packs" + (f", {report.packs_read} packs read" if args.read_data
+                                          else ""))
+        for error in report.errors:
+            print(f"error: {error}")
+        for pack, reason in report.damaged_packs.items():
+            print(f"damaged pack {pack}: {reason}")
+        for path in report.affected_files:
+            print(f"affected: {path}")
+        print("No errors found." if report.ok else "The archive has errors (see above).")
+    return 0 if report.ok else IntegrityError.exit_code
+
+
+def cmd_passphrase(args: argparse.Namespace, ctx: Context) -> int:
+    repo = ctx.open_repo(args)
+    old = ctx.env.get("CAIRN_PASSPHRASE")
+    new = ctx.passphrase(confirm=True, var="CAIRN_NEW_PASSPHRASE", prompt="New passphrase: ")
+    if new == old:
+        raise UsageError("The new passphrase is the same as the old one.")
+    name = repo.add_passphrase(new)
+    removed = repo.remove_other_passphrase_keys(keep=name, old_passphrase=ctx.passphrase())
+    repo.close()
+    print(f"Passphrase changed ({removed} old key file(s) removed); no data was re-encrypted.")
+    return 0
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n} B"

@@ -1,0 +1,1 @@
+"""Destinations: where an archive's objects live (local folder, Cairn server)."""

@@ -1,0 +1,1 @@
+"""Backup, restore and check: orchestrate the stages and report by events."""

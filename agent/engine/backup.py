@@ -1,0 +1,310 @@
+"""Backup: scan → chunk → id → dedup → compress → encrypt → pack → store → index → snapshot.
+
+Threads and their jobs:
+
+- the walker thread walks the sources (``agent.scan.walker``) and hands changed
+  files to the worker pool in batches (small files) or one by one (large ones);
+- worker threads each take whole files: read, chunk, hash, skip known blobs,
+  compress and encrypt the rest, and give sealed blobs to the ``PackSink``;
+- uploader threads (inside the sink) store full packs and checkpoint the index;
+- the calling thread builds tree blobs in post-order as their files complete,
+  then writes the final index and the snapshot.
+
+Queues are bounded, so memory stays bounded whatever the tree or file sizes.
+Whole files per worker keep GIL hand-offs rare: zstd, BLAKE3 and AES-GCM all
+release the GIL on large buffers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import socket
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
+
+from agent import __version__
+from agent.archive.locks import ArchiveLock
+from agent.archive.repository import Repository
+from agent.chunk.chunker import MIN_SIZE, Chunker
+from agent.codec.envelope import ObjectType, seal
+from agent.engine.progress import Progress
+from agent.engine.sink import PackSink
+from agent.errors import Interrupted
+from agent.model.snapshot import Snapshot, now_iso
+from agent.model.tree import encode_tree
+from agent.scan.walker import DirTask, ScanCounts, Walker
+
+BATCH_FILES = 128
+BATCH_BYTES = 4 * 1024 * 1024
+_DONE = object()
+
+
+@dataclass(frozen=True)
+class BackupOptions:
+    paths: tuple[Path, ...]
+    host: str = field(default_factory=socket.gethostname)
+    device: str = ""
+    username: str = ""
+    excludes: tuple[str, ...] = ()
+    skip_paths: tuple[Path, ...] = ()
+    workers: int = max(1, os.cpu_count() or 1)
+    uploaders: int = 1
+    count_totals: bool = False
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class BackupResult:
+    snapshot: Snapshot
+    counts: ScanCounts
+    bytes_stored: int
+    duration_s: float
+    errors: list[str]
+
+
+class _Batch:
+    """Files read by one worker job; the tree builder waits on ``done``."""
+
+    __slots__ = ("future", "items", "size", "submitted")
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, dict]] = []
+        self.size = 0
+        self.submitted = threading.Event()
+        self.future: Future | None = None
+
+    def wait(self) -> None:
+        self.submitted.wait()
+        cast(Future, self.future).result()
+
+
+class _FileReader:
+    """Chunks, dedups and seals whole files on a thread pool."""
+
+    def __init__(self, repo: Repository, sink: PackSink, options: BackupOptions,
+                 progress: Progress) -> None:
+        self._repo, self._sink, self._progress = repo, sink, progress
+        self._cancel = options.cancel
+        self.abort = threading.Event()
+        self._pool = ThreadPoolExecutor(options.workers, thread_name_prefix="chunk")
+        self._slots = threading.Semaphore(options.workers * 4)
+        self._local = threading.local()
+        self._batch = _Batch()
+
+    def read_file(self, path: str, node: dict, task: DirTask) -> None:
+        if node["size"] >= MIN_SIZE:
+            batch = _Batch()
+            batch.items.append((path, node))
+            task.waits.append(batch)
+            self._submit(batch)
+            return
+        batch = self._batch
+        batch.items.append((path, node))
+        batch.size += node["size"]
+        if not task.waits or task.waits[-1] is not batch:
+            task.waits.append(batch)
+        if len(batch.items) >= BATCH_FILES or batch.size >= BATCH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._batch.items:
+            batch, self._batch = self._batch, _Batch()
+            self._submit(batch)
+
+    def _submit(self, batch: _Batch) -> None:
+        while not self._slots.acquire(timeout=0.5):
+            if self._cancel.is_set() or self.abort.is_set():
+                raise Interrupted("Backup cancelled.")
+        batch.future = self._pool.submit(self._run, batch.items)
+        batch.future.add_done_callback(lambda _: self._slots.release())
+        batch.submitted.set()
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _chunker(self) -> Chunker:
+        chunker = getattr(self._local, "chunker", None)
+        if chunker is None:
+            chunker = self._local.chunker = Chunker(self._repo.keys.chunker_seed)
+        return chunker
+
+    def _run(self, items: list[tuple[str, dict]]) -> None:
+        for path, node in items:
+            if self._cancel.is_set() or self.abort.is_set():
+                raise Interrupted("Backup cancelled.")
+            self._progress.current = path
+            try:
+                self._store_file(path, node)
+            except OSError as exc:
+                node["_error"] = f"{path}: {exc.strerror or exc}"
+            self._progress.files_done += 1
+
+    def _store_file(self, path: str, node: dict) -> None:
+        keys, sink, progress = self._repo.keys, self._sink, self._progress
+        ids, total = [], 0
+        with open(path, "rb", buffering=0) as f:
+            if node["size"] < MIN_SIZE:
+                data = f.read()
+                chunks = [data] if len(data) < MIN_SIZE else self._chunker().chunks_of(data)
+            else:
+                chunks = self._chunker().chunks(f)
+            for chunk in chunks:
+                if not chunk:
+                    continue
+                blob_id = keys.blob_id(chunk)
+                if not sink.known(blob_id):
+                    sink.add(ObjectType.DATA, blob_id, seal(keys, ObjectType.DATA, blob_id, chunk),
+                             len(chunk))
+                ids.append(blob_id.hex())
+                total += len(chunk)
+                progress.bytes_done += len(chunk)
+        node["content"] = ids
+        node["size"] = total
+
+
+def find_parent(repo: Repository, options: BackupOptions) -> Snapshot | None:
+    """The newest snapshot of the same host and paths, if any."""
+    wanted = sorted(str(p) for p in options.paths)
+    for snap in repo.snapshots():
+        if snap.host == options.host and sorted(snap.paths) == wanted:
+            return snap
+    return None
+
+
+def run_backup(repo: Repository, options: BackupOptions,
+               progress: Progress | None = None) -> BackupResult:
+    """Back up ``options.paths`` into ``repo``; returns the new snapshot and counts."""
+    progress = progress or Progress()
+    started = time.monotonic()
+    lock = ArchiveLock(repo.dest, repo.keys, exclusive=False).acquire()
+    try:
+        progress.phase = "preparing"
+        repo.sync_index()
+        repo.adopt_unindexed_packs()
+        parent = find_parent(repo, options)
+        sink = PackSink(repo, repo.cache.known_ids(), uploaders=options.uploaders,
+                        on_stored=lambda n: setattr(progress, "bytes_stored",
+                                                    progress.bytes_stored + n))
+        if options.count_totals:
+            _start_counting(options, progress)
+        progress.phase = "backing up"
+        try:
+            root, walker = _walk_and_build(repo, sink, options, progress, parent, lock)
+            progress.phase = "finishing"
+            sink.close()
+        except BaseException:
+            sink.abort()
+            raise
+        counts = walker.counts
+        summary = {**vars(counts), "bytes_stored": sink.bytes_stored,
+                   "errors": len(progress.errors)}
+        snap = Snapshot(time=now_iso(), host=options.host, device=options.device or options.host,
+                        username=options.username, paths=sorted(str(p) for p in options.paths),
+                        tree=root, parent=parent.id if parent else None, summary=summary,
+                        program_version=__version__)
+        repo.save_snapshot(snap)
+        progress.phase = "done"
+        return BackupResult(snap, counts, sink.bytes_stored, time.monotonic() - started,
+                            list(progress.errors))
+    finally:
+        lock.release()
+
+
+def _walk_and_build(repo: Repository, sink: PackSink, options: BackupOptions,
+                    progress: Progress, parent: Snapshot | None,
+                    lock: ArchiveLock) -> tuple[str, Walker]:
+    tasks: queue.Queue = queue.Queue(maxsize=4096)
+    reader = _FileReader(repo, sink, options, progress)
+
+    def emit(task: DirTask) -> None:
+        if tasks.full():
+            reader.flush()  # the tree builder may be waiting on the open batch
+        while not reader.abort.is_set():
+            with contextlib.suppress(queue.Full):
+                tasks.put(task, timeout=0.5)
+                return
+        raise Interrupted("Backup stopped.")
+
+    walker = Walker(repo.tree, reader.read_file, emit, excludes=options.excludes,
+                    skip_paths=options.skip_paths, on_error=progress.errors.append)
+
+    def walk() -> None:
+        try:
+            walker.walk(list(options.paths), parent.tree if parent else None)
+            reader.flush()
+            tasks.put(_DONE)
+        except BaseException as exc:
+            with contextlib.suppress(BaseException):
+                reader.flush()
+            tasks.put(exc)
+
+    thread = threading.Thread(target=walk, name="walker", daemon=True)
+    thread.start()
+    try:
+        root = _build_trees(repo, sink, tasks, progress, options, lock)
+    finally:
+        if thread.is_alive():
+            reader.abort.set()
+        thread.join()
+        reader.shutdown()
+    return root, walker
+
+
+def _build_trees(repo: Repository, sink: PackSink, tasks: queue.Queue, progress: Progress,
+                 options: BackupOptions, lock: ArchiveLock) -> str:
+    keys = repo.keys
+    root = ""
+    while True:
+        task = tasks.get()
+        if task is _DONE:
+            return root
+        if isinstance(task, BaseException):
+            raise task
+        if options.cancel.is_set():
+            raise Interrupted("Backup cancelled.")
+        for batch in task.waits:
+            batch.wait()
+        nodes = []
+        for node in task.nodes:
+            error = node.pop("_error", None)
+            if error:
+                progress.errors.append(error)
+            else:
+                nodes.append(node)
+        plain = encode_tree(nodes)
+        tree_id = keys.blob_id(plain)
+        if not sink.known(tree_id):
+            sink.add(ObjectType.TREE, tree_id, seal(keys, ObjectType.TREE, tree_id, plain),
+                     len(plain))
+        if task.node is None:
+            root = tree_id.hex()
+        else:
+            task.node["subtree"] = tree_id.hex()
+        lock.refresh_if_due()
+
+
+def _start_counting(options: BackupOptions, progress: Progress) -> None:
+    """Estimate totals in the background so progress can show an ETA."""
+
+    def count() -> None:
+        files = size = 0
+        for top in options.paths:
+            if top.is_file():
+                files, size = files + 1, size + top.stat().st_size
+                continue
+            for folder, _dirs, names in os.walk(top):
+                for name in names:
+                    try:
+                        size += os.lstat(os.path.join(folder, name)).st_size
+                        files += 1
+                    except OSError:
+                        pass
+        progress.files_total, progress.bytes_total, progress.totals_known = files, size, True
+
+    threading.Thread(target=count, name="count", daemon=True).start()

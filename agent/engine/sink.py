@@ -1,0 +1,134 @@
+"""The single writer: takes sealed blobs from workers, packs them, stores packs, indexes them.
+
+Workers call ``add`` concurrently; a lock keeps one open pack per blob type and
+drops a blob another worker already added (two files with the same chunk).
+Full packs go to a bounded queue drained by uploader threads, which store the
+pack and only then record its blobs for the next index file. An index
+checkpoint is written every ``checkpoint_s`` seconds, so a killed run loses at
+most the packs in flight (and even those are adopted by the next run).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+from agent.archive.index_cache import KnownIds
+from agent.archive.index_file import IndexContent
+from agent.archive.repository import Repository
+from agent.codec.envelope import ObjectType
+from agent.pack.format import PackEntry
+from agent.pack.writer import FinishedPack, PackWriter
+
+_STOP = object()
+
+
+class PackSink:
+    """Thread-safe blob → pack → destination writer for one backup run."""
+
+    def __init__(self, repo: Repository, known: KnownIds, *, uploaders: int = 1,
+                 checkpoint_s: float = 120.0, on_stored: Callable[[int], None] | None = None):
+        self._repo, self._known = repo, known
+        self._staging = repo.dest.staging_dir()
+        self._lock = threading.Lock()
+        self._added: set[bytes] = set()
+        self._writers: dict[ObjectType, PackWriter] = {}
+        self._queue: queue.Queue = queue.Queue(maxsize=max(2, uploaders))
+        self._done: dict[str, list[PackEntry]] = {}
+        self._done_lock = threading.Lock()
+        self._checkpoint_s, self._last_checkpoint = checkpoint_s, time.monotonic()
+        self._on_stored = on_stored or (lambda n: None)
+        self._error: BaseException | None = None
+        self.bytes_stored = 0
+        self._threads = [threading.Thread(target=self._upload_loop, name=f"upload-{i}", daemon=True)
+                         for i in range(uploaders)]
+        for t in self._threads:
+            t.start()
+
+    def known(self, blob_id: bytes) -> bool:
+        """True if the archive has, or this run already added, the blob."""
+        return blob_id in self._added or blob_id in self._known
+
+    def add(self, kind: ObjectType, blob_id: bytes, sealed: bytes, raw_length: int) -> None:
+        finished = None
+        with self._lock:
+            if blob_id in self._added:
+                return
+            self._added.add(blob_id)
+            writer = self._writers.get(kind)
+            if writer is None:
+                writer = self._writers[kind] = PackWriter(self._repo.keys, self._staging)
+            writer.add(kind, blob_id, sealed, raw_length)
+            if writer.full:
+                finished = writer.finish()
+                del self._writers[kind]
+        if finished is not None:
+            self._enqueue(finished)
+
+    def _enqueue(self, pack: FinishedPack) -> None:
+        while True:
+            self._raise_if_failed()
+            try:
+                self._queue.put(pack, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _upload_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            try:
+                self._store(item)
+            except BaseException as exc:  # surfaced to workers and to close()
+                self._error = exc
+                item.path.unlink(missing_ok=True)
+
+    def _store(self, pack: FinishedPack) -> None:
+        self._repo.dest.put_file("data", pack.name, pack.path)
+        with self._done_lock:
+            self._done[pack.name] = pack.entries
+            self.bytes_stored += pack.size
+        self._on_stored(pack.size)
+        if time.monotonic() - self._last_checkpoint > self._checkpoint_s:
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Write an index file for every pack stored since the last one."""
+        with self._done_lock:
+            packs, self._done = self._done, {}
+            self._last_checkpoint = time.monotonic()
+        if packs:
+            self._repo.write_index(IndexContent(packs=packs))
+
+    def close(self) -> None:
+        """Flush open packs, wait for uploads and write the final index."""
+        with self._lock:
+            writers, self._writers = list(self._writers.values()), {}
+        for writer in writers:
+            self._enqueue(writer.finish())
+        for _ in self._threads:
+            self._queue.put(_STOP)
+        for t in self._threads:
+            t.join()
+        self._raise_if_failed()
+        self.checkpoint()
+
+    def abort(self) -> None:
+        """Stop without finishing: discard open packs, keep what was stored."""
+        with self._lock:
+            writers, self._writers = list(self._writers.values()), {}
+        for writer in writers:
+            writer.discard()
+        for _ in self._threads:
+            try:
+                self._queue.put(_STOP, timeout=5)
+            except queue.Full:
+                break

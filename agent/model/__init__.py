@@ -1,0 +1,1 @@
+"""Archive data model: blob types, tree nodes, snapshots and their codecs."""

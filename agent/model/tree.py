@@ -1,0 +1,72 @@
+"""Tree blobs: one per directory, listing its entries (docs/format.md, "Trees").
+
+A tree's plaintext is compact JSON ``{"nodes": [node, ...]}`` sorted by the
+name's bytes. A node is a dict with:
+
+- ``name`` (str) — or ``name_raw`` (base64 of the bytes) when the name is not UTF-8,
+- ``type``: ``"file"``, ``"dir"`` or ``"symlink"``,
+- ``mode`` (permission bits), ``uid``, ``gid``, ``mtime_ns``, ``ctime_ns``, ``inode``, ``size``,
+- files: ``content`` (list of hex blob IDs, in order), ``sparse`` (bool, optional),
+- dirs: ``subtree`` (hex tree blob ID),
+- symlinks: ``target`` (str) or ``target_raw`` (base64),
+- ``xattrs`` (optional): name → base64 value.
+
+Identical directories serialize to identical bytes and so dedup.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+
+from agent.errors import IntegrityError
+
+NODE_TYPES = frozenset({"file", "dir", "symlink"})
+
+
+def encode_name(node: dict, key: str, value: str) -> None:
+    """Store a filesystem string (maybe with surrogate escapes) under ``key``."""
+    try:
+        value.encode("utf-8")
+        node[key] = value
+    except UnicodeEncodeError:
+        node[key + "_raw"] = base64.b64encode(os.fsencode(value)).decode()
+
+
+def decode_name(node: dict, key: str) -> str:
+    """Inverse of ``encode_name``: the str to hand to the OS."""
+    if key in node:
+        return node[key]
+    raw = node.get(key + "_raw")
+    if raw is None:
+        raise IntegrityError(f"A tree node has no {key}.")
+    return os.fsdecode(base64.b64decode(raw))
+
+
+def node_name_bytes(node: dict) -> bytes:
+    return os.fsencode(decode_name(node, "name"))
+
+
+def encode_tree(nodes: list[dict]) -> bytes:
+    """Serialize a directory's nodes deterministically (sorted by name bytes)."""
+    nodes.sort(key=node_name_bytes)
+    return json.dumps({"nodes": nodes}, separators=(",", ":"), sort_keys=True).encode()
+
+
+def decode_tree(plain: bytes) -> list[dict]:
+    """Parse a tree blob and reject anything a restore could be tricked by."""
+    try:
+        nodes = json.loads(plain)["nodes"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise IntegrityError("A tree blob is not valid.") from exc
+    seen: set[str] = set()
+    for node in nodes:
+        if not isinstance(node, dict) or node.get("type") not in NODE_TYPES:
+            raise IntegrityError("A tree blob has an invalid node.")
+        name = decode_name(node, "name")
+        hostile = name in ("", ".", "..") or "/" in name or "\0" in name or os.sep in name
+        if hostile or name in seen:
+            raise IntegrityError(f"A tree blob has a hostile or duplicate name {name!r}.")
+        seen.add(name)
+    return nodes

@@ -1,0 +1,1 @@
+"""Pack files: sealed blobs followed by a sealed header."""

@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""Benchmark Cairn's engine against restic and BorgBackup on the same real data.
+
+    .venv/bin/python bench/engine_bench.py [--size small|full | --data DIR]
+        [--tools cairn,restic,borg] [--json-out FILE] [--work DIR] [--keep]
+
+Each tool backs up the data, backs it up again unchanged, and restores it; the
+restore is checked against a hash manifest of the source. Prints a table per tool
+and Cairn's ratio to each peer. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from enginebench import manifest, report
+from enginebench.dataset import SETS, ensure_dataset
+from enginebench.errors import BenchError
+from enginebench.measure import can_drop_caches
+from enginebench.runner import ToolResult, run_tool, say
+from enginebench.tools import DRIVERS, Tool
+
+HERE = Path(__file__).resolve().parent
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=sorted(SETS), default="full",
+                        help="built-in data set from PyPI: small (~150 MB) or full (~1 GB)")
+    parser.add_argument("--data", type=Path, help="benchmark this folder instead of a data set")
+    parser.add_argument("--tools", default="cairn,restic,borg",
+                        help="comma-separated tools to run, in order (default: %(default)s)")
+    parser.add_argument("--json-out", type=Path, help="also write the results to this JSON file")
+    parser.add_argument("--work", type=Path, default=HERE / ".work",
+                        help="folder for repositories and restores (default: bench/.work)")
+    parser.add_argument("--data-cache", type=Path, default=HERE / ".data",
+                        help="where downloads and data sets are kept (default: bench/.data)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep repositories and logs of this run under --work")
+    return parser.parse_args(argv)
+
+
+def make_tools(names: str, workdir: Path) -> list[Tool]:
+    """The drivers for the named tools; every missing tool is reported at once."""
+    chosen = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in chosen if n not in DRIVERS]
+    if unknown or not chosen:
+        raise BenchError(f"Unknown tool(s) {', '.join(unknown) or '(none given)'}: "
+                         f"choose from {', '.join(DRIVERS)}.")
+    tools = [DRIVERS[name](workdir) for name in dict.fromkeys(chosen)]
+    missing = [sentence for tool in tools if (sentence := tool.missing())]
+    if missing:
+        raise BenchError(" ".join(missing) + " Or leave it out with --tools.")
+    return tools
+
+
+def source_folder(args: argparse.Namespace) -> Path:
+    if args.data is None:
+        return ensure_dataset(args.data_cache.resolve(), args.size)
+    source = args.data.resolve()
+    if not source.is_dir():
+        raise BenchError(f"{args.data} is not a folder.")
+    return source
+
+
+def machine_info() -> dict[str, object]:
+    git = subprocess.run(["git", "-C", str(HERE), "describe", "--always", "--dirty"],
+                         capture_output=True, text=True)
+    return {"cpus": os.cpu_count(), "system": f"{platform.system()} {platform.release()}",
+            "python": platform.python_version(),
+            "cairn_commit": git.stdout.strip() if git.returncode == 0 else None}
+
+
+def print_report(results: list[ToolResult], tree: manifest.TreeStats, header: list[str]) -> dict:
+    summaries = {r.name: report.summarize(r, tree.bytes) for r in results}
+    ratios = report.ratios(summaries)
+    print("\n".join(header))
+    for result in results:
+        print(f"  {result.name} {result.version}: {result.settings}")
+    print()
+    print(report.results_table(results, summaries))
+    for peer, peer_ratios in ratios.items():
+        print()
+        print(report.ratios_table(peer, peer_ratios))
+    for result in results:
+        if result.error:
+            print(f"\nFAILED: {result.error}")
+        elif not result.verified:
+            print(f"\nFAILED: the restore by {result.name} differs from the source in "
+                  f"{result.mismatches} entries:\n  " + "\n  ".join(result.problems))
+    return {"summaries": summaries, "ratios": ratios}
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    workdir = args.work.resolve() / time.strftime("run-%Y%m%d-%H%M%S")
+    tools = make_tools(args.tools, workdir)
+    source = source_folder(args)
+    if workdir.is_relative_to(source):
+        raise BenchError(f"The work folder {workdir} is inside the data {source}: use --work.")
+    say(f"hashing the source {source}")
+    expected = manifest.build(source)
+    tree = manifest.stats(expected)
+    workdir.mkdir(parents=True)
+    free = shutil.disk_usage(workdir).free
+    if free < 2.5 * tree.bytes:
+        raise BenchError(f"{workdir} has {free / 1e9:.1f} GB free; the benchmark needs about "
+                         f"{2.5 * tree.bytes / 1e9:.1f} GB (a repository and a restore).")
+    dropped, drop_note = can_drop_caches()
+    load_start = os.getloadavg()[0]
+    try:
+        results = [run_tool(tool, source, expected, dropped) for tool in tools]
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    load_end = os.getloadavg()[0]
+    machine = machine_info()
+    header = [f"Cairn engine benchmark, {started}", report.dataset_line(str(source), tree),
+              f"Machine: {machine['cpus']} CPUs, {machine['system']}; load average "
+              f"{load_start:.2f} at start, {load_end:.2f} at end (other work on the machine "
+              "skews wall times; CPU seconds are steadier)",
+              f"Page cache: {drop_note}", "Settings:"]
+    figures = print_report(results, tree, header)
+    if args.json_out:
+        document = {"benchmark": "engine", "schema": 1, "started": started,
+                    "machine": {**machine, "load_start": load_start, "load_end": load_end},
+                    "data": {"path": str(source), "size": "custom" if args.data else args.size,
+                             **vars(tree)},
+                    "page_cache": {"dropped": dropped, "note": drop_note},
+                    "tools": {r.name: report.result_json(r, figures["summaries"][r.name])
+                              for r in results},
+                    "ratios": figures["ratios"]}
+        args.json_out.write_text(json.dumps(document, indent=2) + "\n")
+    return 0 if all(r.verified and not r.error for r in results) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

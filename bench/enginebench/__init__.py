@@ -1,0 +1,1 @@
+"""Helpers for bench/engine_bench.py: data set, measurement, tool drivers, report."""

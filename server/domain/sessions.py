@@ -1,0 +1,61 @@
+"""Admin API sessions: log in with username and password, get a bearer token."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from server.domain import audit, users
+from server.domain.access import Principal
+from server.errors import BadRequest, Unauthenticated, WrongCredentials
+from server.metadata.db import Database
+from server.metadata.models import AdminSession, User, utcnow
+from server.security import SESSION_TOKEN_PREFIX, new_session_token, token_hash, verify_password
+
+SESSION_TTL = timedelta(hours=12)
+EXPIRED = "Your session is not valid or has expired; log in again."
+
+
+def login(db: Database, username: str, password: str) -> tuple[str, datetime, User]:
+    """Check the password and open a session; WrongCredentials otherwise (audited)."""
+    try:
+        name = users.check_username(username)
+    except BadRequest:
+        name = None
+    with db.read() as session:
+        user = users.find_active(session, name) if name else None
+    stored = user.password_hash if user else None
+    if not verify_password(stored, password) or user is None:
+        with db.write() as session:
+            audit.record(session, f"user:{(name or '?')[:254]}", "session.login",
+                         org_id=user.org_id if user else None, outcome="refused")
+        raise WrongCredentials("The username or password is wrong.")
+    token = new_session_token()
+    now = utcnow()
+    with db.write() as session:
+        session.execute(delete(AdminSession).where(AdminSession.expires_at < now))
+        session.add(AdminSession(token_hash=token_hash(token), user_id=user.id, created_at=now,
+                                 expires_at=now + SESSION_TTL))
+        audit.record(session, f"{user.role}:{user.username}", "session.login",
+                     org_id=user.org_id, target=f"user:{user.id}")
+    return token, now + SESSION_TTL, user
+
+
+def principal_for(session: Session, token: str) -> Principal:
+    """The caller behind a session token; Unauthenticated when unknown or expired."""
+    if not token.startswith(SESSION_TOKEN_PREFIX):
+        raise Unauthenticated(EXPIRED)
+    row = session.execute(select(AdminSession, User).join(User)
+                          .where(AdminSession.token_hash == token_hash(token))).first()
+    if row is None:
+        raise Unauthenticated(EXPIRED)
+    sess, user = row
+    if sess.expires_at <= utcnow() or not user.active:
+        raise Unauthenticated(EXPIRED)
+    return Principal(role=user.role, name=user.username, user_id=user.id, org_id=user.org_id)
+
+
+def logout(session: Session, token: str) -> None:
+    session.execute(delete(AdminSession).where(AdminSession.token_hash == token_hash(token)))

@@ -1,0 +1,1 @@
+"""Metadata store: SQLAlchemy models, transactions and Alembic migrations."""

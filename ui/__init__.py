@@ -1,0 +1,1 @@
+"""Cairn tray app: talks only to the agent's local control API."""
