@@ -29,6 +29,7 @@ from enginebench.runner import ToolResult, run_tool, say
 from enginebench.tools import DRIVERS, Tool
 
 HERE = Path(__file__).resolve().parent
+WARM_NOTE = "not dropped (--warm): hashing the source just before left it in memory"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -43,6 +44,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="folder for repositories and restores (default: bench/.work)")
     parser.add_argument("--data-cache", type=Path, default=HERE / ".data",
                         help="where downloads and data sets are kept (default: bench/.data)")
+    parser.add_argument("--warm", action="store_true",
+                        help="do not drop the page cache: every tool reads the source from memory")
     parser.add_argument("--keep", action="store_true",
                         help="keep repositories and logs of this run under --work")
     return parser.parse_args(argv)
@@ -72,11 +75,14 @@ def source_folder(args: argparse.Namespace) -> Path:
 
 
 def machine_info() -> dict[str, object]:
-    git = subprocess.run(["git", "-C", str(HERE), "describe", "--always", "--dirty"],
-                         capture_output=True, text=True)
+    commit = None
+    if shutil.which("git"):
+        git = subprocess.run(["git", "-C", str(HERE), "describe", "--always", "--dirty"],
+                             capture_output=True, text=True)
+        commit = git.stdout.strip() if git.returncode == 0 else None
     return {"cpus": os.cpu_count(), "system": f"{platform.system()} {platform.release()}",
             "python": platform.python_version(),
-            "cairn_commit": git.stdout.strip() if git.returncode == 0 else None}
+            "cairn_commit": commit}
 
 
 def print_report(results: list[ToolResult], tree: manifest.TreeStats, header: list[str]) -> dict:
@@ -99,22 +105,39 @@ def print_report(results: list[ToolResult], tree: manifest.TreeStats, header: li
     return {"summaries": summaries, "ratios": ratios}
 
 
-def run(args: argparse.Namespace) -> int:
-    started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-    workdir = args.work.resolve() / time.strftime("run-%Y%m%d-%H%M%S")
-    tools = make_tools(args.tools, workdir)
+def prepare(args: argparse.Namespace, workdir: Path) -> tuple[Path, manifest.Manifest]:
+    """The source folder and its hash manifest, after checking there is room to work."""
     source = source_folder(args)
     if workdir.is_relative_to(source):
         raise BenchError(f"The work folder {workdir} is inside the data {source}: use --work.")
     say(f"hashing the source {source}")
     expected = manifest.build(source)
+    needed = 2.5 * manifest.stats(expected).bytes
+    workdir.parent.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(workdir.parent).free
+    if free < needed:
+        raise BenchError(f"{workdir.parent} has {free / 1e9:.1f} GB free; the benchmark needs "
+                         f"about {needed / 1e9:.1f} GB (a repository and a restore).")
+    return source, expected
+
+
+def write_json(path: Path, context: dict, results: list[ToolResult], figures: dict) -> None:
+    """Write the run's context, every tool's measurements and the ratios to `path`."""
+    document = {"benchmark": "engine", "schema": 1, **context,
+                "tools": {r.name: report.result_json(r, figures["summaries"][r.name])
+                          for r in results},
+                "ratios": figures["ratios"]}
+    path.write_text(json.dumps(document, indent=2) + "\n")
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    workdir = args.work.resolve() / time.strftime("run-%Y%m%d-%H%M%S")
+    tools = make_tools(args.tools, workdir)
+    source, expected = prepare(args, workdir)
     tree = manifest.stats(expected)
-    workdir.mkdir(parents=True)
-    free = shutil.disk_usage(workdir).free
-    if free < 2.5 * tree.bytes:
-        raise BenchError(f"{workdir} has {free / 1e9:.1f} GB free; the benchmark needs about "
-                         f"{2.5 * tree.bytes / 1e9:.1f} GB (a repository and a restore).")
-    dropped, drop_note = can_drop_caches()
+    workdir.mkdir()
+    dropped, drop_note = (False, WARM_NOTE) if args.warm else can_drop_caches()
     load_start = os.getloadavg()[0]
     try:
         results = [run_tool(tool, source, expected, dropped) for tool in tools]
@@ -130,15 +153,12 @@ def run(args: argparse.Namespace) -> int:
               f"Page cache: {drop_note}", "Settings:"]
     figures = print_report(results, tree, header)
     if args.json_out:
-        document = {"benchmark": "engine", "schema": 1, "started": started,
-                    "machine": {**machine, "load_start": load_start, "load_end": load_end},
-                    "data": {"path": str(source), "size": "custom" if args.data else args.size,
-                             **vars(tree)},
-                    "page_cache": {"dropped": dropped, "note": drop_note},
-                    "tools": {r.name: report.result_json(r, figures["summaries"][r.name])
-                              for r in results},
-                    "ratios": figures["ratios"]}
-        args.json_out.write_text(json.dumps(document, indent=2) + "\n")
+        context = {"started": started,
+                   "machine": {**machine, "load_start": load_start, "load_end": load_end},
+                   "data": {"path": str(source), "size": "custom" if args.data else args.size,
+                            **vars(tree)},
+                   "page_cache": {"dropped": dropped, "note": drop_note}}
+        write_json(args.json_out, context, results, figures)
     return 0 if all(r.verified and not r.error for r in results) else 1
 
 

@@ -3,7 +3,7 @@
     ServerError                      500  (base; never raised for bad input)
     ├── BadRequest                   400  malformed request, hostile name, bad value
     ├── Unauthenticated              401  no, unknown, expired or revoked token
-    ├── WrongCredentials             401  username or password wrong
+    │   └── WrongCredentials         401  username or password wrong
     ├── Forbidden                    403  authenticated but the role may not do this
     │   ├── RegistrationKeyInvalid   403  unknown or revoked registration key
     │   ├── LicenseCapReached        403  the organization's license cap is used up
@@ -51,6 +51,10 @@ class ServerError(Exception):
         return {"type": self.type_uri, "title": self.title, "status": self.status,
                 "detail": self.detail, **self.extensions}
 
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the response must carry."""
+        return {}
+
 
 class BadRequest(ServerError):
     status, slug, title = 400, "bad-request", "Bad request"
@@ -59,9 +63,12 @@ class BadRequest(ServerError):
 class Unauthenticated(ServerError):
     status, slug, title = 401, "unauthenticated", "Authentication required"
 
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
 
-class WrongCredentials(ServerError):
-    status, slug, title = 401, "wrong-credentials", "Wrong username or password"
+
+class WrongCredentials(Unauthenticated):
+    slug, title = "wrong-credentials", "Wrong username or password"
 
 
 class Forbidden(ServerError):
@@ -102,6 +109,9 @@ class PayloadTooLarge(ServerError):
 
 class RangeNotSatisfiable(ServerError):
     status, slug, title = 416, "range-not-satisfiable", "Range not satisfiable"
+
+    def headers(self) -> dict[str, str]:
+        return {"Content-Range": f"bytes */{self.extensions.get('size', '*')}"}
 
 
 class ServiceUnavailable(ServerError):

@@ -56,6 +56,7 @@ class BackupOptions:
     workers: int = max(1, os.cpu_count() or 1)
     uploaders: int = 1
     count_totals: bool = False
+    dirty_paths: frozenset[str] | None = None  # from a change journal; None = full scan
     cancel: threading.Event = field(default_factory=threading.Event)
 
 
@@ -232,7 +233,8 @@ def _walk_and_build(repo: Repository, sink: PackSink, options: BackupOptions,
         raise Interrupted("Backup stopped.")
 
     walker = Walker(repo.tree, reader.read_file, emit, excludes=options.excludes,
-                    skip_paths=options.skip_paths, on_error=progress.errors.append)
+                    skip_paths=options.skip_paths, on_error=progress.errors.append,
+                    dirty=options.dirty_paths)
 
     def walk() -> None:
         try:

@@ -1,5 +1,9 @@
 """Walks backup sources and compares them with the parent snapshot.
 
+With a change journal (``dirty``: paths the watcher saw change), folders with
+no change in or below them are taken from the parent snapshot without being
+listed; otherwise every folder is listed and every entry stat-ed.
+
 The walker emits one ``DirTask`` per directory in post-order (children before
 their parent). Each task holds the directory's nodes; files whose size, mtime,
 ctime or inode differ from the parent snapshot are handed to ``read_file`` (the
@@ -17,7 +21,7 @@ import base64
 import fnmatch
 import os
 import stat
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,8 +89,10 @@ class Walker:
 
     def __init__(self, load_tree: TreeLoader, read_file: Callable[[str, dict, DirTask], None],
                  emit: Callable[[DirTask], None], *, excludes: Iterable[str] = (),
-                 skip_paths: Iterable[Path] = (), on_error: Callable[[str], None]) -> None:
+                 skip_paths: Iterable[Path] = (), on_error: Callable[[str], None],
+                 dirty: Iterable[str] | None = None) -> None:
         self._load_tree, self._read_file, self._emit = load_tree, read_file, emit
+        self._dirty, self._dirty_ancestors = _dirty_sets(dirty)
         self._excludes = list(excludes)
         self._skip = {os.path.normcase(os.path.abspath(p)) for p in skip_paths}
         self._on_error = on_error
@@ -178,6 +184,9 @@ class Walker:
     def _walk_dir(self, path: str, node: dict, old: dict | None, parent: DirTask) -> None:
         if os.path.normcase(path) in self._skip:
             return
+        if self._clean(path, old):
+            self._reuse_subtree(old, parent)
+            return
         self.counts.dirs += 1
         _read_xattrs(path, node)
         task = DirTask(path=path, node=node)
@@ -192,6 +201,28 @@ class Walker:
             self._visit(os.path.join(path, child), child, old_children.get(child), task)
         self._finish_dir(task, parent)
 
+    def _clean(self, path: str, old: dict | None) -> bool:
+        """With a change journal: no change reported in or below ``path``."""
+        if self._dirty is None or old is None or old.get("type") != "dir":
+            return False
+        if not old.get("subtree") or path in self._dirty_ancestors:
+            return False
+        return not any(p in self._dirty for p in _self_and_ancestors(path))
+
+    def _reuse_subtree(self, old: dict, parent: DirTask) -> None:
+        """Take a directory from the parent snapshot unread; count what it holds."""
+        parent.nodes.append(old)
+        counts, stack = self.counts, [old["subtree"]]
+        while stack:
+            counts.dirs += 1
+            for node in self._load_tree(stack.pop()):
+                if node["type"] == "dir":
+                    stack.append(node["subtree"])
+                elif node["type"] == "file":
+                    counts.files_total += 1
+                    counts.files_unchanged += 1
+                    counts.bytes_total += node.get("size", 0)
+
     def _finish_dir(self, task: DirTask, parent: DirTask) -> None:
         parent.nodes.append(task.node)
         self._emit(task)
@@ -199,6 +230,24 @@ class Walker:
     def _excluded(self, path: str, name: str) -> bool:
         return any(fnmatch.fnmatch(name, pat) or fnmatch.fnmatch(path, pat)
                    for pat in self._excludes)
+
+
+def _self_and_ancestors(path: str) -> Iterator[str]:
+    while True:
+        yield path
+        parent = os.path.dirname(path)
+        if parent == path:
+            return
+        path = parent
+
+
+def _dirty_sets(dirty: Iterable[str] | None) -> tuple[set[str] | None, set[str]]:
+    """The changed paths, and every folder above one of them."""
+    if dirty is None:
+        return None, set()
+    paths = {os.path.abspath(p) for p in dirty}
+    ancestors = {a for p in paths for a in _self_and_ancestors(os.path.dirname(p))}
+    return paths, ancestors
 
 
 def path_components(path: Path) -> list[str]:

@@ -2,7 +2,9 @@
 
 Peak memory is taken two ways and the larger is kept as "peak RSS":
 - `os.wait4` returns the child's ru_maxrss, which on Linux is the largest RSS of the
-  child or of any descendant it waited for (the maximum of single processes);
+  child or of any descendant it waited for (the maximum of single processes). The
+  kernel also counts the pre-exec image, i.e. this benchmark's own memory, so the
+  figure is used only when it exceeds the benchmark's own peak;
 - a sampler thread polls /proc every 50 ms and sums the RSS of the whole process tree,
   which counts concurrent worker processes together. It also sums PSS (shared pages
   split between the processes sharing them), reported separately.
@@ -11,6 +13,7 @@ Peak memory is taken two ways and the larger is kept as "peak RSS":
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import threading
@@ -108,6 +111,8 @@ def run_measured(cmd: Command, log_stem: Path) -> Measurement:
     log_stem.parent.mkdir(parents=True, exist_ok=True)
     out_path, err_path = log_stem.with_suffix(".out"), log_stem.with_suffix(".err")
     env = {**os.environ, **cmd.env}
+    rss_unit = 1 if sys.platform == "darwin" else 1024
+    own_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * rss_unit
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd.argv, env=env, cwd=cmd.cwd, stdin=subprocess.DEVNULL,
@@ -118,12 +123,13 @@ def run_measured(cmd: Command, log_stem: Path) -> Measurement:
         seconds = time.perf_counter() - start
         sampler.stop()
     proc.returncode = os.waitstatus_to_exitcode(status)
-    maxrss = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    maxrss = usage.ru_maxrss * rss_unit
+    trusted = maxrss if maxrss > own_peak else 0
     return Measurement(
         exit_code=proc.returncode,
         seconds=seconds,
         cpu_seconds=usage.ru_utime + usage.ru_stime,
-        peak_rss_bytes=max(maxrss, sampler.peak_rss),
+        peak_rss_bytes=max(trusted, sampler.peak_rss) or maxrss,
         peak_pss_bytes=sampler.peak_pss if sampler.enabled else None,
         stdout=out_path.read_text(errors="replace"),
         stderr=err_path.read_text(errors="replace"),

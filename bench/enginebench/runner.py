@@ -77,13 +77,15 @@ def _run_phases(tool: Tool, source: Path, expected: manifest.Manifest, drop: boo
     for run, phase in enumerate(("backup", "rebackup"), start=1):
         measured = _step(tool, phase, tool.backup_command(source, run), drop)
         result.phases[phase] = measured
-        result.reports[phase] = tool.backup_details(measured.stdout)
+        result.reports[phase] = tool.parse_report(measured.stdout)
         if phase == "backup":
             result.stored_bytes = tool.stored_bytes()
     result.stored_bytes_after_rebackup = tool.stored_bytes()
     target = tool.home / "restore"
     target.mkdir()
-    result.phases["restore"] = _step(tool, "restore", tool.restore_command(target), drop)
+    result.phases["restore"] = measured = _step(tool, "restore", tool.restore_command(target),
+                                                drop)
+    result.reports["restore"] = tool.parse_report(measured.stdout)
     _verify(result, target / source.relative_to(source.anchor), expected)
     shutil.rmtree(target)
 

@@ -65,8 +65,8 @@ class Tool:
     def restore_command(self, target: Path) -> Command:
         raise NotImplementedError
 
-    def backup_details(self, stdout: str) -> dict[str, object]:
-        """What the tool itself reported about a backup (empty when not parsed)."""
+    def parse_report(self, stdout: str) -> dict[str, object]:
+        """What the tool itself reported about a phase (empty when not parsed)."""
         return {}
 
     def stored_bytes(self) -> int:
@@ -188,7 +188,7 @@ class Cairn(Tool):
             return "unknown"
 
     def settings(self) -> str:
-        return "defaults (zstd, AEAD, ~1 MiB FastCDC chunks)"
+        return "its defaults (zstd, AES-256-GCM, ~1 MiB FastCDC chunks)"
 
     def _env(self) -> dict[str, str]:
         return {"CAIRN_PASSPHRASE": PASSPHRASE, "CAIRN_HOME": str(self.home / "state")}
@@ -201,7 +201,7 @@ class Cairn(Tool):
         return Command([str(self.exe), "restore", "latest", "--target", str(target),
                         "--dest", self.dest, "--json"], self._env())
 
-    def backup_details(self, stdout: str) -> dict[str, object]:
+    def parse_report(self, stdout: str) -> dict[str, object]:
         lines = [line for line in stdout.strip().splitlines() if line.strip()]
         for text in (stdout, *(reversed(lines))):
             try:

@@ -83,6 +83,7 @@ def create_user(session: Session, who: Principal, org: Org, username: str,
     user = User(id=new_id(), org_id=org.id, username=username, password_hash=password_hash,
                 role=role, active=True, licensed=licensed, created_at=now)
     session.add(user)
+    session.flush()  # the archive row refers to the user row
     session.add(Archive(id=new_id(), user_id=user.id, bytes_stored=0, delete_pending=False,
                         created_at=now))
     audit.record(session, who.actor, "user.create", org_id=org.id, target=f"user:{user.id}",

@@ -39,6 +39,7 @@ from server.storage.base import (
 )
 from server.storage.checks import check_age, check_range, copy_verified
 
+TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 STALE_TEMP_S = 24 * 3600.0  # temp files this old are removed whoever wrote them
 TRASH_RE = re.compile(r"\A([0-9a-f]{64})\.(\d{1,20})\Z")
 TEMP_RE = re.compile(r"\A([A-Za-z0-9_.]+)-(\d+)-[0-9a-f]{16}\.tmp\Z")
@@ -116,9 +117,9 @@ class FilesystemBlobStore:
             if existing is not None:
                 copy_verified(body, None, kind, name)
                 return existing
-            tmp = final; self._ensure_dir(final.parent)
+            tmp = self._tmp / f"{HOST}-{os.getpid()}-{secrets.token_hex(8)}.tmp"
             try:
-                with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+                with open(os.open(tmp, TEMP_FLAGS, 0o600), "wb") as out:
                     size = copy_verified(body, out, kind, name)
                     out.flush()
                     os.fsync(out.fileno())

@@ -112,7 +112,8 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
     assert made.strays() == [], "the backend left stray bytes behind"
 
 
-def put(store: BlobStore, kind: str, seed: int, size: int = 1000, ns: str = NS) -> tuple[str, bytes]:
+def put(store: BlobStore, kind: str, seed: int, size: int = 1000,
+        ns: str = NS) -> tuple[str, bytes]:
     name, data = blob(seed, size)
     assert store.put(ns, kind, name, io.BytesIO(data)) == size
     return name, data
@@ -439,14 +440,14 @@ def test_process_killed_mid_put_leaves_no_object(tmp_path: Path) -> None:
     assert proc.stdin is not None
     proc.stdin.write(data[: 3 << 20])
     proc.stdin.flush()
-    temp_files = lambda: list((root / "tmp").glob("*.tmp")) if (root / "tmp").exists() else []  # noqa: E731
-    wait_for(lambda: any(p.stat().st_size >= 1 << 20 for p in temp_files()), "a partial upload")
+    files = lambda: [p for p in root.rglob("*") if p.is_file()] if root.exists() else []  # noqa: E731
+    wait_for(lambda: any(p.stat().st_size >= 1 << 20 for p in files()), "a partial upload")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     proc.stdin.close()
-    assert temp_files(), "the kill should have interrupted the put"
+    assert files(), "the kill should have interrupted the put"
     store = FilesystemBlobStore(root)  # opening the store cleans up after the dead process
-    assert temp_files() == []
+    assert files() == []
     with pytest.raises(ObjectNotFound):
         store.get(NS, "data", name)
     assert list(store.list(NS, "data")) == []
