@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import io
 import json
 import logging
 import os
@@ -98,6 +99,9 @@ def _setup_logging(paths: AgentPaths) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        # File names need not be UTF-8: print their bytes as they are (as ls and find do).
+        sys.stdout.reconfigure(errors="surrogateescape")
     ctx = Context(AgentPaths.from_env(), os.environ, sys.stdin.isatty())
     _setup_logging(ctx.paths)
     try:

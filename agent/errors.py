@@ -5,10 +5,22 @@
     ├── ArchiveError                exit 4   the destination is not a usable archive
     │   ├── NotAnArchive
     │   ├── NewerFormat             written by a newer Cairn
-    │   └── WrongPassphrase         exit 5
+    │   ├── WrongPassphrase         exit 5
+    │   └── KeyNotAvailable         exit 18  this device lacks the archive key (import it)
     ├── IntegrityError              exit 6   ciphertext, hash or structure does not verify
     ├── DestinationError            exit 7   the destination cannot be read or written
-    │   └── DestinationFull         exit 8   no space left
+    │   ├── DestinationFull         exit 8   no space left
+    │   │   └── QuotaExceeded       exit 8   the server's storage quota is used up
+    │   ├── ServerRefused           exit 7   the Cairn server refused (its sentence)
+    │   │   ├── RegistrationKeyInvalid   exit 10
+    │   │   ├── WrongCredentials         exit 11  username or password wrong
+    │   │   ├── LicenseCapReached        exit 12
+    │   │   ├── DeviceLimitReached       exit 13  four active devices already
+    │   │   ├── AgentTooOld              exit 14
+    │   │   ├── DeviceNotAuthorized      exit 17  device or user deactivated, or token gone
+    │   │   └── KeyPolicyRefused         exit 19  the organization requires another key level
+    │   ├── ServerUnreachable       exit 15  network error, 5xx or 429 (retried first)
+    │   └── CertificateNotTrusted   exit 16  TLS verification or certificate pin failed
     ├── SnapshotNotFound            exit 9
     └── Interrupted                 exit 130
 
@@ -56,6 +68,64 @@ class DestinationError(CairnError):
 
 class DestinationFull(DestinationError):
     exit_code = 8
+
+
+class KeyNotAvailable(ArchiveError):
+    exit_code = 18
+
+
+class QuotaExceeded(DestinationFull):
+    pass
+
+
+class ServerRefused(DestinationError):
+    """The Cairn server answered with a problem document; ``str()`` is its sentence."""
+
+    def __init__(self, message: str, *, status: int = 0):
+        super().__init__(message)
+        self.status = status
+
+
+class RegistrationKeyInvalid(ServerRefused):
+    exit_code = 10
+
+
+class WrongCredentials(ServerRefused):
+    exit_code = 11
+
+
+class LicenseCapReached(ServerRefused):
+    exit_code = 12
+
+
+class DeviceLimitReached(ServerRefused):
+    exit_code = 13
+
+
+class AgentTooOld(ServerRefused):
+    exit_code = 14
+
+
+class DeviceNotAuthorized(ServerRefused):
+    exit_code = 17
+
+
+class KeyPolicyRefused(ServerRefused):
+    exit_code = 19
+
+
+class ServerUnreachable(DestinationError):
+    """No usable answer (network error, 5xx, 429): worth retrying (see agent.dest.retry)."""
+
+    exit_code = 15
+
+    def __init__(self, message: str, *, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class CertificateNotTrusted(DestinationError):
+    exit_code = 16
 
 
 class SnapshotNotFound(CairnError):

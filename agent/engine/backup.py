@@ -260,7 +260,6 @@ def _walk_and_build(repo: Repository, sink: PackSink, options: BackupOptions,
 
 def _build_trees(repo: Repository, sink: PackSink, tasks: queue.Queue, progress: Progress,
                  options: BackupOptions, lock: ArchiveLock) -> str:
-    keys = repo.keys
     root = ""
     while True:
         task = tasks.get()
@@ -279,16 +278,32 @@ def _build_trees(repo: Repository, sink: PackSink, tasks: queue.Queue, progress:
                 progress.errors.append(error)
             else:
                 nodes.append(node)
-        plain = encode_tree(nodes)
-        tree_id = keys.blob_id(plain)
-        if not sink.known(tree_id):
-            sink.add(ObjectType.TREE, tree_id, seal(keys, ObjectType.TREE, tree_id, plain),
-                     len(plain))
+        tree_hex = _unchanged_tree(repo, task, nodes) or _store_tree(repo, sink, nodes)
         if task.node is None:
-            root = tree_id.hex()
+            root = tree_hex
         else:
-            task.node["subtree"] = tree_id.hex()
+            task.node["subtree"] = tree_hex
         lock.refresh_if_due()
+
+
+def _unchanged_tree(repo: Repository, task: DirTask, nodes: list[dict]) -> str | None:
+    """The parent snapshot's tree ID if this folder's nodes are exactly the same."""
+    if not task.old_tree:
+        return None
+    old = repo.tree(task.old_tree)
+    if len(old) != len(nodes):
+        return None
+    same = all(a is b or a == b for a, b in zip(old, nodes, strict=True))
+    return task.old_tree if same else None
+
+
+def _store_tree(repo: Repository, sink: PackSink, nodes: list[dict]) -> str:
+    keys = repo.keys
+    plain = encode_tree(nodes)
+    tree_id = keys.blob_id(plain)
+    if not sink.known(tree_id):
+        sink.add(ObjectType.TREE, tree_id, seal(keys, ObjectType.TREE, tree_id, plain), len(plain))
+    return tree_id.hex()
 
 
 def _start_counting(options: BackupOptions, progress: Progress) -> None:

@@ -36,12 +36,16 @@ def encode_name(node: dict, key: str, value: str) -> None:
 
 def decode_name(node: dict, key: str) -> str:
     """Inverse of ``encode_name``: the str to hand to the OS."""
-    if key in node:
-        return node[key]
+    value = node.get(key)
+    if isinstance(value, str):
+        return value
     raw = node.get(key + "_raw")
-    if raw is None:
-        raise IntegrityError(f"A tree node has no {key}.")
-    return os.fsdecode(base64.b64decode(raw))
+    if not isinstance(raw, str):
+        raise IntegrityError(f"A tree node has no valid {key}.")
+    try:
+        return os.fsdecode(base64.b64decode(raw, validate=True))
+    except ValueError as exc:  # binascii.Error, or non-ASCII text
+        raise IntegrityError(f"A tree node has a malformed {key}_raw.") from exc
 
 
 def node_name_bytes(node: dict) -> bytes:
@@ -60,9 +64,12 @@ def decode_tree(plain: bytes) -> list[dict]:
         nodes = json.loads(plain)["nodes"]
     except (ValueError, KeyError, TypeError) as exc:
         raise IntegrityError("A tree blob is not valid.") from exc
+    if not isinstance(nodes, list):
+        raise IntegrityError("A tree blob is not valid.")
     seen: set[str] = set()
     for node in nodes:
-        if not isinstance(node, dict) or node.get("type") not in NODE_TYPES:
+        if not isinstance(node, dict) or not isinstance(node.get("type"), str) \
+                or node["type"] not in NODE_TYPES:
             raise IntegrityError("A tree blob has an invalid node.")
         name = decode_name(node, "name")
         hostile = name in ("", ".", "..") or "/" in name or "\0" in name or os.sep in name

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from agent.codec.envelope import NO_ID, ObjectType, open_sealed, seal
 from agent.codec.keys import ArchiveKeys
-from agent.errors import IntegrityError
+from agent.errors import IntegrityError, NewerFormat
 
 RECORD = struct.Struct("<BII32s")
 TRAILER = struct.Struct("<I")
@@ -59,7 +59,10 @@ def header_length(tail: bytes, pack_size: int) -> int:
 def decode_header(keys: ArchiveKeys, sealed: bytes, pack_size: int) -> list[PackEntry]:
     """Entries of a pack from its sealed header; checks they tile the pack exactly."""
     limit = (pack_size // RECORD.size + 1) * RECORD.size
-    plain = open_sealed(keys, ObjectType.PACK_HEADER, NO_ID, sealed, limit)
+    try:
+        plain = open_sealed(keys, ObjectType.PACK_HEADER, NO_ID, sealed, limit)
+    except NewerFormat as exc:  # a damaged trailer lands on an arbitrary "version" byte
+        raise IntegrityError(f"Pack header is damaged or from a newer Cairn: {exc}") from exc
     if len(plain) % RECORD.size:
         raise IntegrityError("Pack header has a partial record.")
     entries, offset = [], 0

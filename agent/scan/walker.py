@@ -22,6 +22,7 @@ import fnmatch
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,7 @@ class DirTask:
     node: dict | None  # the dir's own node in its parent; None for the root
     nodes: list[dict] = field(default_factory=list)
     waits: list = field(default_factory=list)  # batch handles of changed files
+    old_tree: str | None = None  # the same folder's tree in the parent snapshot
 
 
 @dataclass
@@ -49,6 +51,8 @@ class ScanCounts:
 
 
 TreeLoader = Callable[[str], Iterable[dict]]
+PREFETCH_THREADS = 8
+PREFETCH_AHEAD = 64
 
 
 def stat_node(name: str, st: os.stat_result) -> dict:
@@ -96,10 +100,17 @@ class Walker:
         self._excludes = list(excludes)
         self._skip = {os.path.normcase(os.path.abspath(p)) for p in skip_paths}
         self._on_error = on_error
+        self._lister = _Lister(load_tree)
         self.counts = ScanCounts()
 
     def walk(self, paths: list[Path], parent_tree: str | None) -> None:
         """Walk every source path; emits the root DirTask last."""
+        try:
+            self._walk(paths, parent_tree)
+        finally:
+            self._lister.close()
+
+    def _walk(self, paths: list[Path], parent_tree: str | None) -> None:
         prefix: dict = {}
         for p in paths:
             node = prefix
@@ -135,14 +146,16 @@ class Walker:
                                old_children.get(child), task)
         self._finish_dir(task, parent)
 
-    def _visit(self, path: str, name: str, old: dict | None, parent: DirTask) -> None:
+    def _visit(self, path: str, name: str, old: dict | None, parent: DirTask,
+               st: os.stat_result | None = None) -> None:
         if self._excluded(path, name):
             return
-        try:
-            st = os.lstat(path)
-        except OSError as exc:
-            self._on_error(f"{path}: {exc.strerror}")
-            return
+        if st is None:
+            try:
+                st = os.lstat(path)
+            except OSError as exc:
+                self._on_error(f"{path}: {exc.strerror}")
+                return
         if stat.S_ISDIR(st.st_mode):
             self._walk_dir(path, stat_node(name, st), old, parent)
         elif stat.S_ISREG(st.st_mode):
@@ -188,17 +201,32 @@ class Walker:
             self._reuse_subtree(old, parent)
             return
         self.counts.dirs += 1
-        _read_xattrs(path, node)
-        task = DirTask(path=path, node=node)
-        old_children = self._old_nodes(old.get("subtree") if old and old["type"] == "dir" else None)
-        try:
-            with os.scandir(path) as it:
-                names = sorted(entry.name for entry in it)
-        except OSError as exc:
-            self._on_error(f"{path}: {exc.strerror}")
-            names = []
-        for child in names:
-            self._visit(os.path.join(path, child), child, old_children.get(child), task)
+        old_tree = old.get("subtree") if old and old["type"] == "dir" else None
+        if old_tree and old.get("ctime_ns") == node["ctime_ns"]:
+            if "xattrs" in old:
+                node["xattrs"] = old["xattrs"]
+        else:
+            _read_xattrs(path, node)
+        task = DirTask(path=path, node=node, old_tree=old_tree)
+        old_children = self._old_nodes(old_tree)
+        listing = self._lister.take(path)
+        if isinstance(listing, OSError):
+            self._on_error(f"{path}: {listing.strerror}")
+            listing = []
+        subdirs = [(os.path.join(path, name), old_children.get(name)) for name, st in listing
+                   if isinstance(st, os.stat_result) and stat.S_ISDIR(st.st_mode)]
+        ahead = seen = 0
+        for name, st in listing:
+            child = os.path.join(path, name)
+            if isinstance(st, OSError):
+                self._on_error(f"{child}: {st.strerror}")
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                while ahead < len(subdirs) and ahead < seen + PREFETCH_AHEAD:
+                    self._lister.prefetch(*subdirs[ahead])
+                    ahead += 1
+                seen += 1
+            self._visit(child, name, old_children.get(name), task, st)
         self._finish_dir(task, parent)
 
     def _clean(self, path: str, old: dict | None) -> bool:
@@ -230,6 +258,49 @@ class Walker:
     def _excluded(self, path: str, name: str) -> bool:
         return any(fnmatch.fnmatch(name, pat) or fnmatch.fnmatch(path, pat)
                    for pat in self._excludes)
+
+
+class _Lister:
+    """Lists and stats folders ahead of the walker on a few threads.
+
+    Directory reads and lstat calls release the GIL, so on a cold cache several
+    folders' metadata load at once; the parent snapshot's matching trees are
+    loaded alongside.
+    """
+
+    def __init__(self, load_tree: TreeLoader) -> None:
+        self._load_tree = load_tree
+        self._pool = ThreadPoolExecutor(PREFETCH_THREADS, thread_name_prefix="scan")
+        self._pending: dict[str, Future] = {}
+
+    def prefetch(self, path: str, old: dict | None) -> None:
+        if path not in self._pending:
+            self._pending[path] = self._pool.submit(_list_dir, path)
+            if old is not None and old.get("type") == "dir" and old.get("subtree"):
+                self._pool.submit(self._load_tree, old["subtree"])
+
+    def take(self, path: str) -> list[tuple[str, os.stat_result | OSError]] | OSError:
+        future = self._pending.pop(path, None)
+        return future.result() if future is not None else _list_dir(path)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _list_dir(path: str) -> list[tuple[str, os.stat_result | OSError]] | OSError:
+    """Sorted (name, lstat result or error) of a folder, or the error listing it."""
+    try:
+        with os.scandir(path) as it:
+            names = sorted(entry.name for entry in it)
+    except OSError as exc:
+        return exc
+    listing: list[tuple[str, os.stat_result | OSError]] = []
+    for name in names:
+        try:
+            listing.append((name, os.lstat(os.path.join(path, name))))
+        except OSError as exc:
+            listing.append((name, exc))
+    return listing
 
 
 def _self_and_ancestors(path: str) -> Iterator[str]:

@@ -100,6 +100,8 @@ def list_users(org_id: str, who: AdminDep, rt: RuntimeDep,
 async def create_user(org_id: str, body: UserCreate, who: AdminDep,
                       rt: RuntimeDep) -> dict[str, Any]:
     """Create a user (or admin) in the organization; a ``user`` takes a license."""
+    with rt.db.read() as session:  # refuse before spending time on the password hash
+        visible_org(session, who, check_id(org_id, NO_ORG))
     username = users.check_username(body.username)
     password_hash = await run_in_threadpool(hash_password,
                                             users.check_new_password(body.password))

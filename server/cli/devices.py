@@ -35,8 +35,7 @@ def cmd_deactivate(args: argparse.Namespace, loc: Locations) -> int:
     with opened(loc) as rt, rt.db.write() as session:
         found = list(session.execute(
             select(Device, User).join(User, Device.user_id == User.id)
-            .where(Device.active, or_(Device.id == args.device, Device.guid == args.device)))
-            .tuples())
+            .where(Device.active, or_(Device.id == args.device, Device.guid == args.device))))
         if not found:
             raise NotFound(f"No active device {args.device!r}.")
         if len(found) > 1:

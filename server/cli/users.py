@@ -68,7 +68,7 @@ def cmd_list(args: argparse.Namespace, loc: Locations) -> int:
     with opened(loc) as rt, rt.db.read() as session:
         scope = {orgs.find_org(session, args.org).id} if args.org else None
         found = users.list_users(session, scope, include_inactive=args.all)
-        names = dict(session.execute(select(Org.id, Org.name)).tuples().all())
+        names = dict(session.execute(select(Org.id, Org.name)).all())
         rows = [{**row, "org": names[row["org_id"]]} for row in users.user_dicts(session, found)]
     if args.json:
         print_json(rows)

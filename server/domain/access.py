@@ -50,7 +50,7 @@ class Principal:
 
 
 def org_parents(session: Session) -> dict[str, str | None]:
-    return dict(session.execute(select(Org.id, Org.parent_id)).tuples().all())
+    return dict(session.execute(select(Org.id, Org.parent_id)).all())
 
 
 def descendants(parents: dict[str, str | None], root: str) -> set[str]:

@@ -49,7 +49,7 @@ def check_quota(session: Session, org_id: str, incoming: int) -> None:
     parents = org_parents(session)
     chain = ancestors(parents, org_id)
     limited = session.execute(select(Org.id, Org.name, Org.storage_quota_bytes).where(
-        Org.id.in_(chain), Org.storage_quota_bytes.is_not(None))).tuples().all()
+        Org.id.in_(chain), Org.storage_quota_bytes.is_not(None))).all()
     for limited_id, name, quota in limited:
         used = org_bytes(session, descendants(parents, limited_id))
         if used + incoming > quota:

@@ -106,7 +106,7 @@ def list_devices(session: Session, org_ids: set[str] | None, user_id: str | None
         query = query.where(Device.user_id == user_id)
     if not include_inactive:
         query = query.where(Device.active)
-    return [(d, u) for d, u in session.execute(query).tuples()]
+    return [(d, u) for d, u in session.execute(query)]
 
 
 def device_dict(device: Device, user: User | None = None) -> dict[str, Any]:

@@ -55,7 +55,7 @@ def in_use_by_org(session: Session, at: datetime) -> dict[str, int]:
                or_(User.deactivated_at.is_(None), User.deactivated_at >= at),
                Archive.first_data_at.is_not(None), Archive.first_data_at < at)
         .group_by(User.org_id))
-    return dict(rows.tuples().all())
+    return dict(rows.all())
 
 
 def _orgs(session: Session, org_ids: set[str] | None) -> list[Org]:
@@ -127,7 +127,7 @@ def stale(session: Session, org_ids: set[str] | None, days: int, at: datetime) -
              "last_backup_at": dev.last_backup_at.isoformat() if dev.last_backup_at else None,
              "last_seen": dev.last_seen.isoformat(),
              "days_since_backup": (at - dev.last_backup_at).days if dev.last_backup_at else None}
-            for dev, user, org in session.execute(query).tuples()]
+            for dev, user, org in session.execute(query)]
     return Report("stale", at.isoformat(), ("org_id", "org", "username", "device_id", "device",
                                             "guid", "os", "last_backup_at", "last_seen",
                                             "days_since_backup"), rows, {"days": days})
@@ -137,7 +137,7 @@ def storage(session: Session, org_ids: set[str] | None, at: datetime) -> Report:
     """Bytes stored per organization by its active users, next to its quota."""
     stored = dict(session.execute(
         select(User.org_id, func.coalesce(func.sum(Archive.bytes_stored), 0)).join(Archive)
-        .where(User.active).group_by(User.org_id)).tuples().all())
+        .where(User.active).group_by(User.org_id)).all())
     rows = [{"org_id": o.id, "org": o.name, "bytes_stored": int(stored.get(o.id, 0)),
              "storage_quota_bytes": o.storage_quota_bytes} for o in _orgs(session, org_ids)]
     return Report("storage", at.isoformat(), ("org_id", "org", "bytes_stored",

@@ -131,10 +131,10 @@ def user_dicts(session: Session, users: list[User]) -> list[dict[str, Any]]:
     """The public view of users, with device counts and bytes stored."""
     ids = [u.id for u in users]
     stored = dict(session.execute(select(Archive.user_id, Archive.bytes_stored)
-                                  .where(Archive.user_id.in_(ids))).tuples().all())
+                                  .where(Archive.user_id.in_(ids))).all())
     devices = dict(session.execute(
         select(Device.user_id, func.count()).where(Device.user_id.in_(ids), Device.active)
-        .group_by(Device.user_id)).tuples().all())
+        .group_by(Device.user_id)).all())
     return [{"id": u.id, "org_id": u.org_id, "username": u.username, "role": u.role,
              "active": u.active, "licensed": u.licensed, "created_at": u.created_at.isoformat(),
              "deactivated_at": u.deactivated_at.isoformat() if u.deactivated_at else None,

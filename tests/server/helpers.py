@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import os
 import secrets
@@ -77,9 +78,11 @@ class ServerProcess:
     proc: subprocess.Popen[bytes]
     log: Path
     http: httpx.Client = field(repr=False)
+    locations: tuple[str, ...] = ()
 
     def cli(self, *args: str, stdin: str = "") -> CliResult:
-        return run_cli(*args, "--data", str(self.data), stdin=stdin)
+        """The admin CLI (in this process) on this server's data."""
+        return run_cli(*args, "--data", str(self.data), *self.locations, stdin=stdin)
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
@@ -112,7 +115,9 @@ def start_server_process(data: Path, *extra: str,
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
                                 env={**os.environ, **(env or {})})
     http = httpx.Client(base_url=url, timeout=60, verify=False)
-    server = ServerProcess(url, data, proc, log, http)
+    locations = [pair for pair in itertools.pairwise(extra)
+                 if pair[0] in ("--db", "--storage")]
+    server = ServerProcess(url, data, proc, log, http, tuple(x for p in locations for x in p))
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -1,0 +1,97 @@
+"""Keyed FastCDC: chunks tile the input, respect the size limits and depend on the key."""
+
+from __future__ import annotations
+
+import io
+import itertools
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent.chunk.chunker import MAX_SIZE, MIN_SIZE, Chunker
+from tests.agent.strategies import few, props, random_bytes
+
+MiB = 1024 * 1024
+seeds = st.integers(0, 2**63 - 1)
+
+
+def cut(seed: int, data: bytes) -> list[bytes]:
+    return [bytes(c) for c in Chunker(seed).chunks_of(data)]
+
+
+def cut_stream(seed: int, data: bytes) -> list[bytes]:
+    # Copy each view at once: it is only valid until the next chunk is produced.
+    return [bytes(c) for c in Chunker(seed).chunks(io.BytesIO(data))]
+
+
+def boundaries(chunks: list[bytes]) -> list[int]:
+    return list(itertools.accumulate(len(c) for c in chunks))
+
+
+@props
+@given(seed=seeds, size=st.integers(0, 12 * MiB), data_seed=st.integers(0, 2**32))
+def test_chunks_tile_the_input_within_size_limits(seed: int, size: int, data_seed: int) -> None:
+    data = random_bytes(size, data_seed)
+    chunks = cut(seed, data)
+    assert b"".join(chunks) == data
+    assert all(chunks), "no empty chunks"
+    for chunk in chunks[:-1]:
+        assert MIN_SIZE <= len(chunk) <= MAX_SIZE
+    if chunks:
+        assert len(chunks[-1]) <= MAX_SIZE
+
+
+@few
+@given(seed=seeds, size=st.integers(MAX_SIZE, 3 * MAX_SIZE))
+def test_runs_of_zeros_are_cut_at_the_maximum(seed: int, size: int) -> None:
+    chunks = cut(seed, bytes(size))
+    assert b"".join(chunks) == bytes(size)
+    assert all(len(c) <= MAX_SIZE for c in chunks)
+
+
+@props
+@given(seed=seeds, size=st.integers(0, 6 * MiB), data_seed=st.integers(0, 2**32))
+def test_same_seed_gives_same_boundaries_in_memory_and_streamed(
+        seed: int, size: int, data_seed: int) -> None:
+    data = random_bytes(size, data_seed)
+    first = cut(seed, data)
+    assert cut(seed, data) == first
+    assert cut_stream(seed, data) == first  # small files use chunks_of, big ones chunks
+
+
+@few
+@given(seed=seeds, other=seeds, size=st.integers(MAX_SIZE + 1, 12 * MiB),
+       data_seed=st.integers(0, 2**32))
+def test_different_seeds_give_different_boundaries(
+        seed: int, other: int, size: int, data_seed: int) -> None:
+    # Larger than MAX_SIZE, so there is at least one boundary before the end.
+    if seed == other:
+        other ^= 1
+    data = random_bytes(size, data_seed)
+    assert boundaries(cut(seed, data))[:-1] != boundaries(cut(other, data))[:-1]
+
+
+@few
+@given(seed=seeds, size=st.integers(2 * MiB, 8 * MiB), data_seed=st.integers(0, 2**32),
+       where=st.floats(0, 1), inserted=st.binary(min_size=1, max_size=4096))
+def test_boundaries_resync_after_an_insertion(seed: int, size: int, data_seed: int,
+                                              where: float, inserted: bytes) -> None:
+    data = random_bytes(size, data_seed)
+    pos = int(where * size)
+    before = cut(seed, data)
+    after = cut(seed, data[:pos] + inserted + data[pos:])
+    # Chunks that end before the insertion cannot move at all.
+    untouched = [c for c, end in zip(before, boundaries(before), strict=True) if end <= pos]
+    assert after[: len(untouched)] == untouched
+    # After it, the cut points re-synchronise: only the chunk(s) around the edit are new.
+    known = set(before)
+    new = [c for c in after if c not in known]
+    assert len(new) <= 2
+    assert sum(map(len, new)) <= 2 * MAX_SIZE + len(inserted)
+    assert after[-1] == before[-1] or new == [after[-1]]
+
+
+def test_small_input_is_one_chunk_and_empty_input_none() -> None:
+    assert cut(7, b"") == []
+    small = random_bytes(MIN_SIZE - 1, 3)
+    assert cut(7, small) == [small]
