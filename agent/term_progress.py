@@ -6,18 +6,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.progress import (
-    Progress as RichProgress,
-)
-
 from agent.engine.progress import Progress
 
 
@@ -27,6 +15,16 @@ def shown(progress: Progress, label: str, enabled: bool) -> Iterator[None]:
     if not enabled:
         yield
         return
+    from rich.console import Console  # imported only when a bar is shown: ~40 ms
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+    from rich.progress import Progress as RichProgress
+
     console = Console(stderr=True)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
                TransferSpeedColumn(), TextColumn("{task.fields[files]}"), TimeRemainingColumn())

@@ -4,17 +4,21 @@ It mirrors the archive's index files (which are the truth): which blob lives in
 which pack, where. It is only a cache: delete it and the next run rebuilds it.
 If an index file it has seen disappears from the destination (compaction), it
 is dropped and rebuilt from scratch.
+
+Two tables outlive ``clear``: ``superseded`` (index files some index file
+replaces; permanent facts, see ``Repository.sync_index``) and ``pack_seen`` (when
+this computer first saw each pack: prune's grace period, measured on one clock).
 """
 
 from __future__ import annotations
 
+import bisect
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from agent.codec.envelope import ObjectType
 from agent.pack.format import PackEntry
@@ -26,6 +30,8 @@ CREATE TABLE IF NOT EXISTS blobs (
     id BLOB PRIMARY KEY, pack INTEGER NOT NULL, type INTEGER NOT NULL,
     offset INTEGER NOT NULL, length INTEGER NOT NULL, raw_length INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS superseded (name TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS pack_seen (name TEXT PRIMARY KEY, first_seen REAL NOT NULL);
 """
 
 
@@ -64,13 +70,29 @@ class IndexCache:
         with self._lock:
             self._db.executescript("DELETE FROM blobs; DELETE FROM packs; DELETE FROM index_files;")
 
-    def add(self, index_name: str | None, packs: dict[str, list[PackEntry]]) -> None:
+    def superseded(self) -> set[str]:
+        """Index files that an index file this cache has read replaces."""
+        with self._lock:
+            return {row[0] for row in self._db.execute("SELECT name FROM superseded")}
+
+    def packs_seen_since(self, since: float) -> set[str]:
+        """Packs this computer first saw at or after ``since`` (Unix time)."""
+        with self._lock:
+            rows = self._db.execute("SELECT name FROM pack_seen WHERE first_seen >= ?", (since,))
+            return {row[0] for row in rows}
+
+    def add(self, index_name: str | None, packs: dict[str, list[PackEntry]],
+            superseded: Iterable[str] = ()) -> None:
         """Record packs (from one index file, or found unindexed) in one transaction."""
+        now = time.time()
         with self._lock:
             db = self._db
             db.execute("BEGIN")
             try:
+                db.executemany("INSERT OR IGNORE INTO superseded VALUES (?)",
+                               [(name,) for name in superseded])
                 for pack, entries in packs.items():
+                    db.execute("INSERT OR IGNORE INTO pack_seen VALUES (?, ?)", (pack, now))
                     db.execute("INSERT OR IGNORE INTO packs(name) VALUES (?)", (pack,))
                     (pack_id,) = db.execute("SELECT id FROM packs WHERE name=?", (pack,)).fetchone()
                     db.executemany(
@@ -131,16 +153,25 @@ class KnownIds:
     """A sorted array of 32-byte IDs: 32 bytes per blob, O(log n) membership."""
 
     def __init__(self, sorted_ids: bytes) -> None:
-        self._raw = sorted_ids
-        self._ids = np.frombuffer(sorted_ids, dtype="S32")
+        self._ids = _IdArray(sorted_ids)
 
     def __len__(self) -> int:
         return len(self._ids)
 
     def __contains__(self, blob_id: bytes) -> bool:
         ids = self._ids
-        if not len(ids):
-            return False
-        i = int(np.searchsorted(ids, blob_id))
-        # Compare raw bytes: numpy's "S" scalars drop trailing NUL bytes.
-        return i < len(ids) and self._raw[i * 32 : i * 32 + 32] == blob_id
+        i = bisect.bisect_left(ids, blob_id)
+        return i < len(ids) and ids[i] == blob_id
+
+
+class _IdArray(Sequence[bytes]):
+    """Read-only view of concatenated 32-byte IDs as a sequence (for ``bisect``)."""
+
+    def __init__(self, raw: bytes) -> None:
+        self._raw = raw
+
+    def __len__(self) -> int:
+        return len(self._raw) // 32
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return self._raw[i * 32 : i * 32 + 32]

@@ -4,9 +4,15 @@ A lock is a sealed JSON object under ``locks/``: who holds it, whether it is
 exclusive, and until when its lease runs. Backups take shared locks; prune
 takes an exclusive one. A lock whose lease has expired is stale: holders
 refresh theirs (writing a new lock, then removing the old one) well before
-expiry, so a lock only goes stale when its holder died or slept. A process
-that finds a stale lock may ignore it, but never removes data on its account:
-prune also keeps a grace period for anything written recently.
+expiry, so a lock only goes stale when its holder died or slept. A lock of this
+computer whose process is gone is stale too. A process that finds a stale lock
+may ignore it, but never removes data on its account: prune also keeps a grace
+period for anything written recently, and a holder whose lease lapsed checks
+the archive again before relying on it (``ArchiveLock.lapsed``).
+
+Taking a lock is write-then-check: after writing its lock a process lists the
+locks again and backs off if a conflicting one appeared meanwhile, so two
+processes racing can both fail but never both succeed.
 """
 
 from __future__ import annotations
@@ -39,7 +45,22 @@ class LockInfo:
 
     @property
     def stale(self) -> bool:
-        return self.expires < time.time()
+        """Past its lease, or held by a process of this computer that is gone."""
+        if self.expires < time.time():
+            return True
+        return self.host == socket.gethostname() and not _pid_alive(self.pid)
+
+
+def _pid_alive(pid: int) -> bool:
+    if os.name != "posix" or pid <= 0:
+        return True  # cannot tell: trust the lease
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class ArchiveLock:
@@ -48,27 +69,44 @@ class ArchiveLock:
     def __init__(self, dest: Destination, keys: ArchiveKeys, exclusive: bool) -> None:
         self._dest, self._keys, self.exclusive = dest, keys, exclusive
         self.name = ""
-        self._written = 0.0
+        self._written = self._expires = 0.0
+        self._lapsed = False
 
     def acquire(self) -> ArchiveLock:
+        """Take the lock, or renew a held one; refuses while a conflicting live lock exists."""
+        self._refuse_conflicts()
+        self._write()
+        try:
+            self._refuse_conflicts()  # another process may have written its lock meanwhile
+        except ArchiveError:
+            self.release()
+            raise
+        return self
+
+    def _refuse_conflicts(self) -> None:
         for other in list_locks(self._dest, self._keys):
-            if not other.stale and (self.exclusive or other.exclusive):
+            if other.name != self.name and not other.stale and (self.exclusive or other.exclusive):
                 kind = "an exclusive" if other.exclusive else "a"
                 raise ArchiveError(
                     f"The archive has {kind} lock held by {other.host} (pid {other.pid}) until "
                     f"{time.strftime('%H:%M', time.localtime(other.expires))}; try again later."
                 )
-        self._write()
-        return self
+
+    @property
+    def lapsed(self) -> bool:
+        """True if the lease ran out at some point while held (the computer slept)."""
+        return self._lapsed or (bool(self.name) and time.time() > self._expires)
 
     def _write(self) -> None:
         now = time.time()
+        if self.name and now > self._expires:
+            self._lapsed = True
         doc = {"host": socket.gethostname(), "pid": os.getpid(), "exclusive": self.exclusive,
                "created": now, "expires": now + LEASE_S}
         sealed = seal(self._keys, ObjectType.LOCK, NO_ID, json.dumps(doc).encode())
         name = hashlib.sha256(sealed).hexdigest()
         self._dest.put_bytes("locks", name, sealed)
-        old, self.name, self._written = self.name, name, now
+        old, self.name, self._written, self._expires = self.name, name, now, doc["expires"]
         if old:
             self._dest.remove("locks", old)
 

@@ -36,7 +36,8 @@ class Repository:
     def __init__(self, dest: Destination, keys: ArchiveKeys, cache_root: Path) -> None:
         self.dest = dest
         self.keys = keys
-        self.cache = IndexCache(cache_root / keys.archive_id / "index.sqlite")
+        self.cache_dir = cache_root / keys.archive_id
+        self.cache = IndexCache(self.cache_dir / "index.sqlite")
         self._tree = lru_cache(maxsize=4096)(self._load_tree)
 
     # --- creating and opening -------------------------------------------------
@@ -89,17 +90,30 @@ class Repository:
     # --- index ------------------------------------------------------------------
 
     def sync_index(self, on_pack_adopted: Callable[[str], None] | None = None) -> None:
-        """Bring the cache up to date with the destination's index files."""
+        """Bring the cache up to date with the destination's live index files.
+
+        An index file is live when it is stored and no index file read so far
+        supersedes it (compaction); the cache is rebuilt when one it used is gone
+        or turns out superseded."""
         remote = set(self.dest.list("index"))
-        cached = self.cache.index_files()
-        if cached - remote:
+        if self.cache.index_files() - remote:
             self.cache.clear()
-            cached = set()
-        for name in sorted(remote - cached):
+        self._load_index_files(remote)
+        if self.cache.index_files() & self.cache.superseded():
+            self.cache.clear()
+            self._load_index_files(remote)
+
+    def _load_index_files(self, remote: set[str]) -> None:
+        superseded = self.cache.superseded()
+        for name in sorted(remote - self.cache.index_files() - superseded):
+            if name in superseded:
+                continue  # named by an index file read earlier in this loop
             sealed = self.dest.read("index", name)
             if sha256_hex(sealed) != name:
                 raise IntegrityError(f"Index file {name[:12]} does not match its name.")
-            self.cache.add(name, decode_index(self.keys, sealed).packs)
+            content = decode_index(self.keys, sealed)
+            superseded.update(content.superseded)
+            self.cache.add(name, content.packs, content.superseded)
 
     def adopt_unindexed_packs(self) -> int:
         """Index packs a killed run stored but never indexed, so their blobs are reused."""
@@ -119,7 +133,7 @@ class Repository:
         sealed = encode_index(self.keys, content)
         name = sha256_hex(sealed)
         self.dest.put_bytes("index", name, sealed)
-        self.cache.add(name, content.packs)
+        self.cache.add(name, content.packs, content.superseded)
         return name
 
     def read_pack_header(self, pack: str, size: int) -> list[PackEntry]:
@@ -176,9 +190,10 @@ class Repository:
         """Resolve ``latest`` or a unique ID prefix (at least 4 hex digits)."""
         snaps = self.snapshots()
         if ref == "latest":
-            if not snaps:
+            backups = [s for s in snaps if not s.is_carry]
+            if not backups:
                 raise SnapshotNotFound("The archive has no snapshots yet.")
-            return snaps[0]
+            return backups[0]
         matches = [s for s in snaps if len(ref) >= 4 and s.id.startswith(ref.lower())]
         if len(matches) != 1:
             what = "matches no snapshot" if not matches else "matches several snapshots"

@@ -25,19 +25,22 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
 
 from agent import __version__
 from agent.archive.locks import ArchiveLock
+from agent.archive.reach import count_missing
 from agent.archive.repository import Repository
 from agent.chunk.chunker import MIN_SIZE, Chunker
 from agent.codec.envelope import ObjectType, seal
 from agent.engine.progress import Progress
 from agent.engine.sink import PackSink
-from agent.errors import Interrupted
+from agent.errors import ArchiveError, Interrupted
 from agent.model.snapshot import Snapshot, now_iso
-from agent.model.tree import encode_tree
+from agent.model.tree import encode_tree, node_name_bytes
+from agent.scan.dircache import DirCache
 from agent.scan.walker import DirTask, ScanCounts, Walker
 
 BATCH_FILES = 128
@@ -58,6 +61,7 @@ class BackupOptions:
     count_totals: bool = False
     dirty_paths: frozenset[str] | None = None  # from a change journal; None = full scan
     cancel: threading.Event = field(default_factory=threading.Event)
+    snapshot_time: datetime | None = None  # the snapshot's time; None = now (tests, imports)
 
 
 @dataclass
@@ -173,7 +177,7 @@ def find_parent(repo: Repository, options: BackupOptions) -> Snapshot | None:
     """The newest snapshot of the same host and paths, if any."""
     wanted = sorted(str(p) for p in options.paths)
     for snap in repo.snapshots():
-        if snap.host == options.host and sorted(snap.paths) == wanted:
+        if snap.host == options.host and sorted(snap.paths) == wanted and not snap.is_carry:
             return snap
     return None
 
@@ -195,21 +199,27 @@ def run_backup(repo: Repository, options: BackupOptions,
         if options.count_totals:
             _start_counting(options, progress)
         progress.phase = "backing up"
+        dircache = DirCache(repo.cache_dir / "dirs.sqlite")
         try:
-            root, walker = _walk_and_build(repo, sink, options, progress, parent, lock)
+            root, walker = _walk_and_build(repo, sink, options, progress, parent, lock, dircache)
             progress.phase = "finishing"
             sink.close()
         except BaseException:
             sink.abort()
+            dircache.close()
             raise
         counts = walker.counts
         summary = {**vars(counts), "bytes_stored": sink.bytes_stored,
                    "errors": len(progress.errors)}
-        snap = Snapshot(time=now_iso(), host=options.host, device=options.device or options.host,
+        snap = Snapshot(time=_snapshot_time(options), host=options.host,
+                        device=options.device or options.host,
                         username=options.username, paths=sorted(str(p) for p in options.paths),
                         tree=root, parent=parent.id if parent else None, summary=summary,
                         program_version=__version__)
+        _check_after_lapse(repo, lock, root, progress)
         repo.save_snapshot(snap)
+        dircache.commit()
+        dircache.close()
         progress.phase = "done"
         return BackupResult(snap, counts, sink.bytes_stored, time.monotonic() - started,
                             list(progress.errors))
@@ -217,9 +227,35 @@ def run_backup(repo: Repository, options: BackupOptions,
         lock.release()
 
 
+def _snapshot_time(options: BackupOptions) -> str:
+    when = options.snapshot_time
+    return when.astimezone(UTC).isoformat(timespec="microseconds") if when else now_iso()
+
+
+def _check_after_lapse(repo: Repository, lock: ArchiveLock, root: str,
+                       progress: Progress) -> None:
+    """If this run's lock lapsed (the computer slept), a prune may have removed blobs the
+    run reused: renew the lock, re-read the index, and write no snapshot that lacks any."""
+    if not lock.lapsed:
+        return
+    progress.phase = "verifying"
+    try:
+        lock.acquire()
+    except ArchiveError as exc:
+        raise ArchiveError(f"This backup paused longer than its lock lease and the archive is "
+                           f"now in use ({exc}); no snapshot was written. The next run reuses "
+                           "what was stored.") from exc
+    repo.sync_index()
+    missing = count_missing(repo.tree, repo.cache.known_ids(), root)
+    if missing:
+        raise ArchiveError(f"This backup paused longer than its lock lease and a prune removed "
+                           f"{missing} blob(s) it reused; no snapshot was written. The next run "
+                           "uploads them again.")
+
+
 def _walk_and_build(repo: Repository, sink: PackSink, options: BackupOptions,
                     progress: Progress, parent: Snapshot | None,
-                    lock: ArchiveLock) -> tuple[str, Walker]:
+                    lock: ArchiveLock, dircache: DirCache) -> tuple[str, Walker]:
     tasks: queue.Queue = queue.Queue(maxsize=4096)
     reader = _FileReader(repo, sink, options, progress)
 
@@ -234,7 +270,8 @@ def _walk_and_build(repo: Repository, sink: PackSink, options: BackupOptions,
 
     walker = Walker(repo.tree, reader.read_file, emit, excludes=options.excludes,
                     skip_paths=options.skip_paths, on_error=progress.errors.append,
-                    dirty=options.dirty_paths)
+                    dirty=options.dirty_paths, dircache=dircache,
+                    tree_known=lambda tree: sink.known(bytes.fromhex(tree)))
 
     def walk() -> None:
         try:
@@ -249,7 +286,7 @@ def _walk_and_build(repo: Repository, sink: PackSink, options: BackupOptions,
     thread = threading.Thread(target=walk, name="walker", daemon=True)
     thread.start()
     try:
-        root = _build_trees(repo, sink, tasks, progress, options, lock)
+        root = _build_trees(repo, sink, tasks, progress, options, lock, dircache)
     finally:
         if thread.is_alive():
             reader.abort.set()
@@ -259,7 +296,7 @@ def _walk_and_build(repo: Repository, sink: PackSink, options: BackupOptions,
 
 
 def _build_trees(repo: Repository, sink: PackSink, tasks: queue.Queue, progress: Progress,
-                 options: BackupOptions, lock: ArchiveLock) -> str:
+                 options: BackupOptions, lock: ArchiveLock, dircache: DirCache) -> str:
     root = ""
     while True:
         task = tasks.get()
@@ -278,7 +315,10 @@ def _build_trees(repo: Repository, sink: PackSink, tasks: queue.Queue, progress:
                 progress.errors.append(error)
             else:
                 nodes.append(node)
+        nodes.sort(key=node_name_bytes)
         tree_hex = _unchanged_tree(repo, task, nodes) or _store_tree(repo, sink, nodes)
+        if task.fingerprint and len(nodes) == len(task.nodes):
+            dircache.record(task.path, task.fingerprint, tree_hex)
         if task.node is None:
             root = tree_hex
         else:

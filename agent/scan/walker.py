@@ -1,14 +1,18 @@
-"""Walks backup sources and compares them with the parent snapshot.
+"""Walks backup sources and compares them with what the archive already has.
 
-With a change journal (``dirty``: paths the watcher saw change), folders with
-no change in or below them are taken from the parent snapshot without being
-listed; otherwise every folder is listed and every entry stat-ed.
+For each folder the walker lists its entries (names + lstat, loaded ahead on a
+small thread pool) and decides:
 
-The walker emits one ``DirTask`` per directory in post-order (children before
-their parent). Each task holds the directory's nodes; files whose size, mtime,
-ctime or inode differ from the parent snapshot are handed to ``read_file`` (the
-pipeline reads them later) and the task records what it waits for. Unchanged
-files reuse the parent's node, content IDs included, without being opened.
+- **clean** — the folder cache (``agent.scan.dircache``) has the same listing
+  fingerprint and every subfolder is clean too: its tree ID is reused as is,
+  without loading or rebuilding the tree;
+- **journal-clean** — with a change journal (``dirty``: paths the watcher saw
+  change), a folder with no change in or below it is taken from the previous
+  tree without even being listed;
+- otherwise it emits a ``DirTask`` (post-order: children before parents) with
+  the folder's nodes. Files whose size, mtime, ctime or inode differ from the
+  previous tree are handed to ``read_file``; unchanged files reuse the previous
+  node, content IDs included, without being opened.
 
 Backed-up paths are recorded with their full original path: backing up
 ``/home/ann/Documents`` gives a root tree holding ``home`` → ``ann`` →
@@ -22,11 +26,14 @@ import fnmatch
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.model.tree import decode_name, encode_name
+from agent.scan.dircache import DirCache
+from agent.scan.listing import Lister, fingerprint
+
+PREFETCH_AHEAD = 64
 
 
 @dataclass
@@ -37,7 +44,8 @@ class DirTask:
     node: dict | None  # the dir's own node in its parent; None for the root
     nodes: list[dict] = field(default_factory=list)
     waits: list = field(default_factory=list)  # batch handles of changed files
-    old_tree: str | None = None  # the same folder's tree in the parent snapshot
+    old_tree: str | None = None  # the folder's previous tree, if any
+    fingerprint: bytes | None = None  # set when the listing was complete
 
 
 @dataclass
@@ -51,8 +59,6 @@ class ScanCounts:
 
 
 TreeLoader = Callable[[str], Iterable[dict]]
-PREFETCH_THREADS = 8
-PREFETCH_AHEAD = 64
 
 
 def stat_node(name: str, st: os.stat_result) -> dict:
@@ -88,81 +94,100 @@ def _unchanged(old: dict | None, st: os.stat_result) -> bool:
             and old.get("ctime_ns") == st.st_ctime_ns and old.get("inode") == st.st_ino)
 
 
+class _OldTree:
+    """A folder's previous nodes by name, loaded only when first needed."""
+
+    __slots__ = ("_load", "_nodes", "tree_id")
+
+    def __init__(self, load: TreeLoader, tree_id: str | None) -> None:
+        self._load, self.tree_id, self._nodes = load, tree_id, None
+
+    def get(self, name: str) -> dict | None:
+        if self._nodes is None:
+            loaded = self._load(self.tree_id) if self.tree_id else ()
+            self._nodes = {decode_name(n, "name"): n for n in loaded}
+        return self._nodes.get(name)
+
+
 class Walker:
     """Depth-first, post-order walk; not thread-safe (runs in one thread)."""
 
     def __init__(self, load_tree: TreeLoader, read_file: Callable[[str, dict, DirTask], None],
                  emit: Callable[[DirTask], None], *, excludes: Iterable[str] = (),
                  skip_paths: Iterable[Path] = (), on_error: Callable[[str], None],
-                 dirty: Iterable[str] | None = None) -> None:
+                 dirty: Iterable[str] | None = None, dircache: DirCache | None = None,
+                 tree_known: Callable[[str], bool] = lambda tree_id: False) -> None:
         self._load_tree, self._read_file, self._emit = load_tree, read_file, emit
         self._dirty, self._dirty_ancestors = _dirty_sets(dirty)
         self._excludes = list(excludes)
         self._skip = {os.path.normcase(os.path.abspath(p)) for p in skip_paths}
         self._on_error = on_error
-        self._lister = _Lister(load_tree)
+        self._dircache, self._tree_known = dircache, tree_known
+        self._lister = Lister()
         self.counts = ScanCounts()
 
     def walk(self, paths: list[Path], parent_tree: str | None) -> None:
         """Walk every source path; emits the root DirTask last."""
         try:
-            self._walk(paths, parent_tree)
+            prefix: dict = {}
+            for p in paths:
+                node = prefix
+                for part in path_components(p):
+                    node = node.setdefault(part, {})
+                node[None] = True  # marks a backed-up path
+            if self._dircache:
+                self._dircache.load([str(p) for p in paths])
+            root = DirTask(path="", node=None)
+            old = _OldTree(self._load_tree, parent_tree)
+            for name, sub in sorted(prefix.items()):
+                self._visit_prefix(_anchor_path(name), name, sub, old, root)
+            self._emit(root)
         finally:
             self._lister.close()
 
-    def _walk(self, paths: list[Path], parent_tree: str | None) -> None:
-        prefix: dict = {}
-        for p in paths:
-            node = prefix
-            for part in path_components(p):
-                node = node.setdefault(part, {})
-            node[None] = True  # marks a backed-up path
-        root = DirTask(path="", node=None)
-        old = self._old_nodes(parent_tree)
-        for name, sub in sorted(prefix.items()):
-            self._visit_prefix(_anchor_path(name), name, sub, old.get(name), root)
-        self._emit(root)
-
-    def _old_nodes(self, tree_id: str | None) -> dict[str, dict]:
-        if not tree_id:
-            return {}
-        return {decode_name(n, "name"): n for n in self._load_tree(tree_id)}
-
-    def _visit_prefix(self, path: str, name: str, sub: dict, old: dict | None,
+    def _visit_prefix(self, path: str, name: str, sub: dict, old: _OldTree,
                       parent: DirTask) -> None:
         if None in sub:
-            self._visit(path, name, old, parent)
+            self._visit(path, name, None, old, parent)
             return
         try:
             st = os.lstat(path)
         except OSError as exc:
             self._on_error(f"{path}: {exc.strerror}")
             return
-        node = stat_node(name, st)
-        task = DirTask(path=path, node=node)
-        old_children = self._old_nodes(old.get("subtree") if old else None)
+        task = DirTask(path=path, node=stat_node(name, st))
+        children = _OldTree(self._load_tree, self._old_tree_id(path, old.get(name)))
         for child, child_sub in sorted(sub.items()):
-            self._visit_prefix(os.path.join(path, child), child, child_sub,
-                               old_children.get(child), task)
+            self._visit_prefix(os.path.join(path, child), child, child_sub, children, task)
         self._finish_dir(task, parent)
 
-    def _visit(self, path: str, name: str, old: dict | None, parent: DirTask,
-               st: os.stat_result | None = None) -> None:
-        if self._excluded(path, name):
-            return
+    def _visit(self, path: str, name: str, st: os.stat_result | None, old: _OldTree,
+               parent: DirTask) -> bool:
+        """Visit one entry; True if it is a folder found clean (reused whole)."""
         if st is None:
             try:
                 st = os.lstat(path)
             except OSError as exc:
                 self._on_error(f"{path}: {exc.strerror}")
-                return
-        if stat.S_ISDIR(st.st_mode):
-            self._walk_dir(path, stat_node(name, st), old, parent)
-        elif stat.S_ISREG(st.st_mode):
-            self._visit_file(path, name, st, old, parent)
-        elif stat.S_ISLNK(st.st_mode):
+                return False
+        mode = st.st_mode
+        if stat.S_ISREG(mode):
+            self._visit_file(path, name, st, old.get(name), parent)
+        elif stat.S_ISDIR(mode):
+            tree_id = self._old_tree_id(path, None)
+            if tree_id is None:
+                prev = old.get(name)
+                tree_id = prev.get("subtree") if prev and prev["type"] == "dir" else None
+            return self._walk_dir(path, stat_node(name, st), tree_id, parent)
+        elif stat.S_ISLNK(mode):
             self._visit_symlink(path, name, st, parent)
-        # Sockets, FIFOs and devices are not backed up.
+        return False  # sockets, FIFOs and devices are not backed up
+
+    def _old_tree_id(self, path: str, prev: dict | None) -> str | None:
+        cached = self._dircache.get(path) if self._dircache else None
+        if cached is not None:
+            return cached[1]
+        return prev.get("subtree") if prev and prev.get("type") == "dir" else None
 
     def _visit_file(self, path: str, name: str, st: os.stat_result, old: dict | None,
                     parent: DirTask) -> None:
@@ -194,62 +219,83 @@ class Walker:
         encode_name(node, "target", target)
         parent.nodes.append(node)
 
-    def _walk_dir(self, path: str, node: dict, old: dict | None, parent: DirTask) -> None:
+    def _walk_dir(self, path: str, node: dict, old_tree: str | None, parent: DirTask) -> bool:
         if os.path.normcase(path) in self._skip:
-            return
-        if self._clean(path, old):
-            self._reuse_subtree(old, parent)
-            return
+            return False
+        _read_xattrs(path, node)
+        if self._journal_clean(path, old_tree):
+            self._reuse_subtree(node, old_tree, parent)
+            return True
+        listing, complete = self._listing(path)
+        fp = fingerprint(listing) if complete else None
+        cached = self._dircache.get(path) if self._dircache and fp else None
+        task = DirTask(path=path, node=node, old_tree=old_tree, fingerprint=fp)
+        old = _OldTree(self._load_tree, old_tree)
+        subdirs = [(n, st) for n, st in listing if stat.S_ISDIR(st.st_mode)]
+        all_clean = True
+        for i, (name, st) in enumerate(subdirs):
+            if i % PREFETCH_AHEAD == 0:
+                self._lister.prefetch([os.path.join(path, n) for n, _ in
+                                       subdirs[i : i + PREFETCH_AHEAD]])
+            all_clean &= self._visit(os.path.join(path, name), name, st, old, task)
+        if all_clean and cached is not None and cached[0] == fp and self._tree_known(cached[1]):
+            self._count_clean(listing)
+            node["subtree"] = cached[1]
+            parent.nodes.append(node)
+            return True
         self.counts.dirs += 1
-        old_tree = old.get("subtree") if old and old["type"] == "dir" else None
-        if old_tree and old.get("ctime_ns") == node["ctime_ns"]:
-            if "xattrs" in old:
-                node["xattrs"] = old["xattrs"]
-        else:
-            _read_xattrs(path, node)
-        task = DirTask(path=path, node=node, old_tree=old_tree)
-        old_children = self._old_nodes(old_tree)
-        listing = self._lister.take(path)
-        if isinstance(listing, OSError):
-            self._on_error(f"{path}: {listing.strerror}")
-            listing = []
-        subdirs = [(os.path.join(path, name), old_children.get(name)) for name, st in listing
-                   if isinstance(st, os.stat_result) and stat.S_ISDIR(st.st_mode)]
-        ahead = seen = 0
         for name, st in listing:
+            if not stat.S_ISDIR(st.st_mode):
+                self._visit(os.path.join(path, name), name, st, old, task)
+        self._finish_dir(task, parent)
+        return False
+
+    def _listing(self, path: str) -> tuple[list[tuple[str, os.stat_result]], bool]:
+        """The folder's entries minus excluded ones; False if some could not be read."""
+        raw = self._lister.take(path)
+        if isinstance(raw, OSError):
+            self._on_error(f"{path}: {raw.strerror}")
+            return [], False
+        listing, complete = [], True
+        for name, st in raw:
             child = os.path.join(path, name)
             if isinstance(st, OSError):
                 self._on_error(f"{child}: {st.strerror}")
-                continue
-            if stat.S_ISDIR(st.st_mode):
-                while ahead < len(subdirs) and ahead < seen + PREFETCH_AHEAD:
-                    self._lister.prefetch(*subdirs[ahead])
-                    ahead += 1
-                seen += 1
-            self._visit(child, name, old_children.get(name), task, st)
-        self._finish_dir(task, parent)
+                complete = False
+            elif not (self._excludes and self._excluded(child, name)) and (
+                    os.path.normcase(child) not in self._skip):
+                listing.append((name, st))
+        return listing, complete
 
-    def _clean(self, path: str, old: dict | None) -> bool:
+    def _count_clean(self, listing: list[tuple[str, os.stat_result]]) -> None:
+        counts = self.counts
+        counts.dirs += 1
+        for _name, st in listing:
+            if stat.S_ISREG(st.st_mode):
+                counts.files_total += 1
+                counts.files_unchanged += 1
+                counts.bytes_total += st.st_size
+
+    def _journal_clean(self, path: str, old_tree: str | None) -> bool:
         """With a change journal: no change reported in or below ``path``."""
-        if self._dirty is None or old is None or old.get("type") != "dir":
-            return False
-        if not old.get("subtree") or path in self._dirty_ancestors:
+        if self._dirty is None or not old_tree or path in self._dirty_ancestors:
             return False
         return not any(p in self._dirty for p in _self_and_ancestors(path))
 
-    def _reuse_subtree(self, old: dict, parent: DirTask) -> None:
-        """Take a directory from the parent snapshot unread; count what it holds."""
-        parent.nodes.append(old)
-        counts, stack = self.counts, [old["subtree"]]
+    def _reuse_subtree(self, node: dict, tree_id: str, parent: DirTask) -> None:
+        """Take a directory's previous tree unread; count what it holds."""
+        node["subtree"] = tree_id
+        parent.nodes.append(node)
+        counts, stack = self.counts, [tree_id]
         while stack:
             counts.dirs += 1
-            for node in self._load_tree(stack.pop()):
-                if node["type"] == "dir":
-                    stack.append(node["subtree"])
-                elif node["type"] == "file":
+            for child in self._load_tree(stack.pop()):
+                if child["type"] == "dir":
+                    stack.append(child["subtree"])
+                elif child["type"] == "file":
                     counts.files_total += 1
                     counts.files_unchanged += 1
-                    counts.bytes_total += node.get("size", 0)
+                    counts.bytes_total += child.get("size", 0)
 
     def _finish_dir(self, task: DirTask, parent: DirTask) -> None:
         parent.nodes.append(task.node)
@@ -258,49 +304,6 @@ class Walker:
     def _excluded(self, path: str, name: str) -> bool:
         return any(fnmatch.fnmatch(name, pat) or fnmatch.fnmatch(path, pat)
                    for pat in self._excludes)
-
-
-class _Lister:
-    """Lists and stats folders ahead of the walker on a few threads.
-
-    Directory reads and lstat calls release the GIL, so on a cold cache several
-    folders' metadata load at once; the parent snapshot's matching trees are
-    loaded alongside.
-    """
-
-    def __init__(self, load_tree: TreeLoader) -> None:
-        self._load_tree = load_tree
-        self._pool = ThreadPoolExecutor(PREFETCH_THREADS, thread_name_prefix="scan")
-        self._pending: dict[str, Future] = {}
-
-    def prefetch(self, path: str, old: dict | None) -> None:
-        if path not in self._pending:
-            self._pending[path] = self._pool.submit(_list_dir, path)
-            if old is not None and old.get("type") == "dir" and old.get("subtree"):
-                self._pool.submit(self._load_tree, old["subtree"])
-
-    def take(self, path: str) -> list[tuple[str, os.stat_result | OSError]] | OSError:
-        future = self._pending.pop(path, None)
-        return future.result() if future is not None else _list_dir(path)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _list_dir(path: str) -> list[tuple[str, os.stat_result | OSError]] | OSError:
-    """Sorted (name, lstat result or error) of a folder, or the error listing it."""
-    try:
-        with os.scandir(path) as it:
-            names = sorted(entry.name for entry in it)
-    except OSError as exc:
-        return exc
-    listing: list[tuple[str, os.stat_result | OSError]] = []
-    for name in names:
-        try:
-            listing.append((name, os.lstat(os.path.join(path, name))))
-        except OSError as exc:
-            listing.append((name, exc))
-    return listing
 
 
 def _self_and_ancestors(path: str) -> Iterator[str]:
@@ -322,6 +325,7 @@ def _dirty_sets(dirty: Iterable[str] | None) -> tuple[set[str] | None, set[str]]
 
 
 def path_components(path: Path) -> list[str]:
+    """A path's components from the root, with a Windows drive letter as the first."""
     parts = list(path.absolute().parts)
     anchor = parts.pop(0)
     if os.name == "nt":
