@@ -1,7 +1,9 @@
 """Content-defined chunking with FastCDC (pyfastcdc), keyed by the archive.
 
-Sizes: minimum 512 KiB, average about 1 MiB, maximum 8 MiB. pyfastcdc's real
-average is ``avg_size + min_size``, so ``avg_size`` is 512 KiB. The minimum keeps
+Sizes: minimum 512 KiB, average about 1.1 MiB, maximum 8 MiB. pyfastcdc's
+``avg_size`` sets the cut masks, not the mean: measured on 400 MiB of random
+data with a 512 KiB minimum, ``avg_size`` 512 KiB gave a 0.75 MiB mean and
+768 KiB a 1.16 MiB mean (1.3 MiB at 1 MiB), so ``avg_size`` is 768 KiB. The minimum keeps
 per-blob overhead (index entry, envelope, one AEAD call) below 0.01% of the data;
 the maximum bounds the memory a chunk holds and still lets long runs of zeros or
 identical records dedup in 8 MiB pieces. These are restic's choices too, which
@@ -21,7 +23,7 @@ from typing import BinaryIO
 from pyfastcdc import FastCDC
 
 MIN_SIZE = 512 * 1024
-AVG_PARAM = 512 * 1024
+AVG_PARAM = 768 * 1024
 MAX_SIZE = 8 * 1024 * 1024
 
 

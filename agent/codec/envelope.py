@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from agent.codec import compression
 from agent.codec.keys import ArchiveKeys
-from agent.errors import IntegrityError, NewerFormat
+from agent.errors import IntegrityError
 
 ENVELOPE_VERSION = 1
 HEADER_SIZE = 26
@@ -75,9 +75,9 @@ def open_sealed(keys: ArchiveKeys, kind: ObjectType, object_id: bytes,
         raise IntegrityError("A sealed object is shorter than its envelope.")
     header = bytes(sealed[:HEADER_SIZE])
     if header[0] != ENVELOPE_VERSION:
-        if header[0] > ENVELOPE_VERSION:
-            raise NewerFormat(f"Envelope version {header[0]} is newer than this Cairn; upgrade.")
-        raise IntegrityError(f"Unknown envelope version {header[0]}.")
+        raise IntegrityError(
+            f"Unknown envelope version {header[0]}: the object is damaged, or was written by a "
+            "newer Cairn (then upgrade).")
     aead, nonce = _aead(keys.enc_key, header[2:])
     try:
         body = aead.decrypt(nonce, sealed[HEADER_SIZE:], header + bytes((kind,)) + object_id)

@@ -8,16 +8,20 @@ either no object or a whole one.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from agent.dest.base import KINDS, ObjectMissing, check_name
 from agent.errors import DestinationError, DestinationFull
+
+STALE_TEMP_S = 2 * 60 * 60  # four lock leases
 
 
 @contextmanager
@@ -46,6 +50,7 @@ class LocalDestination:
     def __init__(self, root: Path) -> None:
         self.root = root.expanduser().absolute()
         self.description = str(self.root)
+        self._cleaned = False
 
     def _path(self, kind: str, name: str) -> Path:
         check_name(kind, name)
@@ -92,6 +97,9 @@ class LocalDestination:
         path = self.root / "tmp"
         with _translated(f"create {path}"):
             path.mkdir(parents=True, exist_ok=True)
+        if not self._cleaned:
+            self._cleaned = True
+            self.clean_staging()
         return path
 
     def put_file(self, kind: str, name: str, path: Path) -> None:
@@ -135,11 +143,18 @@ class LocalDestination:
             path.unlink(missing_ok=True)
 
     def clean_staging(self) -> None:
-        """Remove temp files a killed run left behind."""
+        """Remove temp files a killed run left behind.
+
+        Only files untouched for longer than a lock lease (plus margin) go, so a
+        backup running at the same time never loses a pack it is still writing.
+        """
         folder = self.root / "tmp"
+        cutoff = time.time() - STALE_TEMP_S
         if folder.is_dir():
             for leftover in folder.glob("*.tmp"):
-                leftover.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    if leftover.stat().st_mtime < cutoff:
+                        leftover.unlink()
 
 
 def _seek_read(fd: int, offset: int, length: int) -> bytes:

@@ -56,7 +56,7 @@ class BackupOptions:
     username: str = ""
     excludes: tuple[str, ...] = ()
     skip_paths: tuple[Path, ...] = ()
-    workers: int = max(1, os.cpu_count() or 1)
+    workers: int = (os.cpu_count() or 1) + 1  # one extra hides read latency on cold caches
     uploaders: int = 1
     count_totals: bool = False
     dirty_paths: frozenset[str] | None = None  # from a change journal; None = full scan

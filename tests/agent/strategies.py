@@ -19,7 +19,7 @@ FAST_KDF = {"algorithm": "argon2id", "memory_kib": 64, "iterations": 1, "lanes":
 
 object_types = st.sampled_from(list(ObjectType))
 blob_ids = st.binary(min_size=32, max_size=32)
-#: IDs with trailing NUL bytes are common here: numpy's "S" dtype is known to strip them.
+#: IDs with trailing NUL bytes, which byte-string containers like numpy's "S" dtype strip.
 nul_tailed_ids = st.binary(min_size=0, max_size=32).map(lambda b: b.ljust(32, b"\0"))
 
 

@@ -33,7 +33,7 @@ def test_membership_matches_a_python_set(members: set[bytes], probes: list[bytes
 @props
 @given(prefix=st.binary(min_size=0, max_size=31))
 def test_ids_differing_only_in_trailing_nul_bytes(prefix: bytes) -> None:
-    """numpy's "S" dtype strips trailing NULs; membership must not be fooled by that."""
+    """Trailing NUL bytes are easy to lose (C strings, numpy's "S" dtype); they must count."""
     with_nuls = prefix.ljust(32, b"\0")
     neighbours = {prefix.ljust(31, b"\0") + bytes([b]) for b in (1, 0x80, 0xFF)}
     ids = known({with_nuls})

@@ -1,0 +1,74 @@
+"""The JSON contracts of `snapshots` and `check`, and changing the passphrase."""
+
+from __future__ import annotations
+
+import re
+import socket
+from datetime import datetime
+from pathlib import Path
+
+from tests.agent.cairn_cli import Cairn
+from tests.agent.treespec import File, build, manifest, restored
+
+
+def test_snapshots_are_listed_newest_first_with_the_documented_fields(
+        cairn: Cairn, tmp_path: Path) -> None:
+    docs = build(tmp_path / "docs", {"a.txt": File(b"a")})
+    photos = build(tmp_path / "photos", {"p.jpg": File(b"p")})
+    ids = [cairn.backup(docs)["snapshot_id"], cairn.backup(photos)["snapshot_id"],
+           cairn.backup(docs, photos)["snapshot_id"]]
+    snaps = cairn.snapshots()
+    assert [s["id"] for s in snaps] == ids[::-1]
+    times = [datetime.fromisoformat(s["time"]) for s in snaps]
+    assert times == sorted(times, reverse=True) and all(t.tzinfo for t in times)
+    assert [sorted(s["paths"]) for s in snaps] == [sorted([str(docs), str(photos)]),
+                                                   [str(photos)], [str(docs)]]
+    assert {s["host"] for s in snaps} == {socket.gethostname()}
+    assert all(re.fullmatch(r"[0-9a-f]{64}", s["id"]) for s in snaps)
+    human = cairn.run("snapshots").stdout
+    assert all(i[:8] in human for i in ids)
+
+
+def test_backup_of_an_empty_folder_checks_clean(cairn: Cairn, tmp_path: Path) -> None:
+    src = build(tmp_path / "src", {})
+    doc = cairn.backup(src)
+    assert doc["files_total"] == 0 and doc["errors"] == []
+    report = cairn.check(read_data=True)
+    assert report["ok"] and report["snapshots"] == 1 and report["errors"] == []
+    assert report["damaged_packs"] == {} and report["affected_files"] == []
+    assert report["packs_read"] == report["packs"] >= 1
+
+
+def test_check_json_counts(cairn: Cairn, tmp_path: Path) -> None:
+    src = build(tmp_path / "src", {"a.txt": File(b"a"), "b.txt": File(b"b"), "c": {}})
+    cairn.backup(src)
+    report = cairn.check()
+    assert report["ok"] and report["packs_read"] == 0
+    assert report["blobs"] == 2 and report["trees"] >= 2
+    assert "No errors found." in cairn.run("check").stdout
+
+
+def test_changing_the_passphrase(cairn: Cairn, tmp_path: Path) -> None:
+    src = build(tmp_path / "src", {"a.txt": File(b"a"), "sub": {"b.txt": File(b"b")}})
+    before = manifest(src)
+    snap = cairn.backup(src)["snapshot_id"]
+    packs = set(cairn.data_packs())
+    result = cairn.run("passphrase", env={"CAIRN_NEW_PASSPHRASE": "a new passphrase"})
+    assert "no data was re-encrypted" in result.stdout.lower()
+    assert len(list((cairn.dest / "keys").iterdir())) == 1
+    assert set(cairn.data_packs()) == packs
+
+    old = cairn.run("snapshots", expect=5)
+    assert "passphrase" in old.stderr.lower()
+    cairn.passphrase = "a new passphrase"
+    cairn.restore(snap, tmp_path / "out")
+    assert manifest(restored(tmp_path / "out", src)) == before
+    assert cairn.backup(src)["files_unchanged"] == 2
+
+
+def test_passphrase_change_to_the_same_passphrase_is_refused(cairn: Cairn, tmp_path: Path) -> None:
+    cairn.backup(build(tmp_path / "src", {"a.txt": File(b"a")}))
+    keys = sorted((cairn.dest / "keys").iterdir())
+    result = cairn.run("passphrase", env={"CAIRN_NEW_PASSPHRASE": cairn.passphrase}, expect=2)
+    assert "same" in result.stderr
+    assert sorted((cairn.dest / "keys").iterdir()) == keys

@@ -1,0 +1,140 @@
+"""User errors are one sentence on stderr with the documented exit code (agent/errors.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.agent.cairn_cli import Cairn
+from tests.agent.oshelp import child_can_read, small_tmpfs, unreadable_for_child
+from tests.agent.strategies import random_bytes
+from tests.agent.treespec import File, build, manifest, restored
+
+EXIT_USAGE, EXIT_PARTIAL, EXIT_ARCHIVE, EXIT_PASSPHRASE, EXIT_FULL, EXIT_NO_SNAPSHOT = (
+    2, 3, 4, 5, 8, 9)
+
+
+def listing(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_size for p in root.rglob("*") if p.is_file()}
+
+
+def one_sentence(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("cairn: ") and lines[0].endswith("."), stderr
+    return lines[0]
+
+
+@pytest.fixture
+def archived(cairn: Cairn, tmp_path: Path) -> tuple[Cairn, Path, dict]:
+    src = build(tmp_path / "src", {"a.txt": File(b"a"), "b": {"c.txt": File(b"c")}})
+    return cairn, src, cairn.backup(src)
+
+
+def test_wrong_passphrase_changes_nothing(archived: tuple, tmp_path: Path) -> None:
+    cairn, src, _ = archived
+    before = listing(cairn.dest)
+    out = tmp_path / "out"
+    for args in (["snapshots"], ["backup", src], ["restore", "latest", "--target", out]):
+        result = cairn.run(*args, passphrase="not the passphrase", expect=EXIT_PASSPHRASE)
+        assert "wrong passphrase" in one_sentence(result.stderr).lower()
+    assert listing(cairn.dest) == before
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("contents,commands", [
+    ({}, (["snapshots"], ["check", "--read-data"])),
+    ({"notes.txt": File(b"mine")}, (["ls", "latest"], ["restore", "latest", "--target", "OUT"])),
+], ids=["empty", "full"])
+def test_not_an_archive(cairn: Cairn, tmp_path: Path, contents: dict, commands: tuple) -> None:
+    folder = build(tmp_path / "folder", contents)
+    for args in commands:
+        args = [tmp_path / "out" if a == "OUT" else a for a in args]
+        result = cairn.run(*args, dest=folder, expect=EXIT_ARCHIVE)
+        assert "not a Cairn archive" in one_sentence(result.stderr)
+    assert listing(folder) == listing(build(tmp_path / "again", contents))
+    assert not (tmp_path / "out").exists()
+
+
+def test_backup_into_a_non_empty_folder_that_is_no_archive(cairn: Cairn, tmp_path: Path) -> None:
+    src = build(tmp_path / "src", {"a.txt": File(b"a")})
+    folder = build(tmp_path / "photos", {"holiday.jpg": File(b"jpeg")})
+    result = cairn.run("backup", src, "--json", dest=folder, expect=EXIT_ARCHIVE)
+    assert "not empty" in one_sentence(result.stderr)
+    assert sorted(os.listdir(folder)) == ["holiday.jpg"]
+
+
+def test_nonexistent_source(cairn: Cairn, tmp_path: Path) -> None:
+    result = cairn.run("backup", tmp_path / "no-such-folder", "--json", expect=EXIT_USAGE)
+    assert "no-such-folder" in one_sentence(result.stderr)
+    assert not cairn.dest.exists()
+
+
+def test_no_passphrase_without_a_terminal(cairn: Cairn, tmp_path: Path) -> None:
+    src = build(tmp_path / "src", {"a.txt": File(b"a")})
+    result = cairn.run("backup", src, "--json", env={"CAIRN_PASSPHRASE": ""}, expect=EXIT_USAGE)
+    assert "CAIRN_PASSPHRASE" in one_sentence(result.stderr)
+    assert not cairn.dest.exists()
+
+
+def test_unknown_snapshot(archived: tuple, tmp_path: Path) -> None:
+    cairn, _, _ = archived
+    result = cairn.run("restore", "deadbeef", "--target", tmp_path / "out",
+                       expect=EXIT_NO_SNAPSHOT)
+    assert "deadbeef" in one_sentence(result.stderr)
+
+
+def test_newer_key_file_version_is_refused(archived: tuple) -> None:
+    cairn, src, _ = archived
+    (key_file,) = (cairn.dest / "keys").iterdir()
+    doc = json.loads(key_file.read_bytes())
+    doc["version"] = 99
+    key_file.write_text(json.dumps(doc))
+    for args in (["snapshots"], ["backup", src]):
+        result = cairn.run(*args, expect=EXIT_ARCHIVE)
+        assert "newer" in one_sentence(result.stderr)
+
+
+def test_unreadable_files_are_named_and_the_snapshot_is_still_written(
+        cairn: Cairn, tmp_path: Path) -> None:
+    src = build(tmp_path / "src", {"ok.txt": File(b"fine"), "locked.txt": File(b"secret"),
+                                   "locked-dir": {"inside.txt": File(b"x")},
+                                   "sub": {"ok2.txt": File(b"fine too")}})
+    preexec = unreadable_for_child(src / "locked.txt")
+    os.chmod(src / "locked-dir", 0)
+    assert not child_can_read(src / "locked.txt", preexec), "the test must really lock it"
+
+    result = cairn.run("backup", src, "--json", preexec_fn=preexec, expect=EXIT_PARTIAL)
+    doc = result.json()
+    assert f"{src}/locked.txt" in result.stderr and f"{src}/locked-dir" in result.stderr
+    assert len(doc["errors"]) == 2
+    assert [s["id"] for s in cairn.snapshots()] == [doc["snapshot_id"]]
+
+    cairn.restore(doc["snapshot_id"], tmp_path / "out")
+    copy = restored(tmp_path / "out", src)
+    assert (copy / "ok.txt").read_bytes() == b"fine"
+    assert (copy / "sub" / "ok2.txt").read_bytes() == b"fine too"
+    assert not (copy / "locked.txt").exists()
+
+
+def test_full_destination(cairn: Cairn, tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs (a real full disk) needs root")
+    src = build(tmp_path / "src", {"small.txt": File(b"small")})
+    with small_tmpfs(tmp_path / "usb-stick", "3m") as stick:
+        cairn.dest = stick / "archive"
+        earlier = cairn.backup(src)
+        before = manifest(src)
+        (src / "big.bin").write_bytes(random_bytes(5 * 1024 * 1024, 5))
+        result = cairn.run("backup", src, "--json", expect=EXIT_FULL)
+        assert "full" in one_sentence(result.stderr)
+        assert result.stdout == ""
+        assert [s["id"] for s in cairn.snapshots()] == [earlier["snapshot_id"]]
+        assert list((cairn.dest / "tmp").iterdir()) == [], "no temp files left to fill the disk"
+        assert cairn.check(read_data=True)["ok"]
+        cairn.restore(earlier["snapshot_id"], tmp_path / "out")
+        assert manifest(restored(tmp_path / "out", src)) == before
+        (src / "big.bin").unlink()
+        assert cairn.backup(src)["files_unchanged"] == 1  # once space is free, backups work
