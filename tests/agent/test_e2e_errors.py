@@ -119,9 +119,8 @@ def test_unreadable_files_are_named_and_the_snapshot_is_still_written(
     assert not (copy / "locked.txt").exists()
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs (a real full disk) needs root")
 def test_full_destination(cairn: Cairn, tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs (a real full disk) needs root")
     src = build(tmp_path / "src", {"small.txt": File(b"small")})
     with small_tmpfs(tmp_path / "usb-stick", "3m") as stick:
         cairn.dest = stick / "archive"
