@@ -37,19 +37,28 @@ class Snapshot:
         try:
             doc = json.loads(plain)
             version = int(doc["version"])
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, OverflowError) as exc:
             raise IntegrityError(f"Snapshot {snapshot_id[:8]} is not valid.") from exc
         if version > SNAPSHOT_VERSION:
             raise NewerFormat(f"Snapshot {snapshot_id[:8]} has a newer format; upgrade Cairn.")
         known = {k: doc[k] for k in cls.__dataclass_fields__ if k in doc and k != "id"}
         try:
-            return cls(**known, id=snapshot_id)
+            snap = cls(**known, id=snapshot_id)
         except TypeError as exc:
             raise IntegrityError(f"Snapshot {snapshot_id[:8]} is missing fields.") from exc
+        text_ok = all(isinstance(v, str) for v in (snap.time, snap.host, snap.device, snap.tree))
+        if not text_ok or not isinstance(snap.paths, list) or not isinstance(snap.summary, dict):
+            raise IntegrityError(f"Snapshot {snapshot_id[:8]} has malformed fields.")
+        return snap
 
     @property
     def datetime(self) -> datetime:
         return datetime.fromisoformat(self.time)
+
+    @property
+    def is_carry(self) -> bool:
+        """A carry snapshot: deleted files kept by retention (docs/format.md, "Carry")."""
+        return isinstance(self.summary, dict) and self.summary.get("carry") is True
 
 
 def now_iso() -> str:

@@ -19,10 +19,12 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 
 from agent.errors import IntegrityError
 
 NODE_TYPES = frozenset({"file", "dir", "symlink"})
+_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 def encode_name(node: dict, key: str, value: str) -> None:
@@ -76,4 +78,23 @@ def decode_tree(plain: bytes) -> list[dict]:
         if hostile or name in seen:
             raise IntegrityError(f"A tree blob has a hostile or duplicate name {name!r}.")
         seen.add(name)
+        if not _fields_valid(node):
+            raise IntegrityError(f"A tree blob has a malformed entry {name!r}.")
     return nodes
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 64 and _HEX.fullmatch(value) is not None
+
+
+def _fields_valid(node: dict) -> bool:
+    ints = ("mode", "uid", "gid", "mtime_ns", "ctime_ns", "inode", "size")
+    if any(not isinstance(node.get(k, 0), int) or isinstance(node.get(k, 0), bool)
+           for k in ints):
+        return False
+    if node["type"] == "file":
+        content = node.get("content", [])
+        return isinstance(content, list) and all(_is_id(c) for c in content)
+    if node["type"] == "dir":
+        return "subtree" not in node or _is_id(node["subtree"])
+    return isinstance(node.get("target", ""), str)
