@@ -17,14 +17,20 @@ import sys
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent import __version__
 from agent.archive.repository import Repository
 from agent.config import AgentPaths
 from agent.dest.local import LocalDestination
-from agent.errors import CairnError, Interrupted, UsageError
+from agent.errors import CairnError, Interrupted, KeyNotAvailable, UsageError
+
+if TYPE_CHECKING:
+    from agent.dest.base import Destination
+    from agent.remote.session import RemoteSession
 
 log = logging.getLogger("cairn")
 
@@ -51,12 +57,54 @@ class Context:
             raise UsageError("An empty passphrase is not allowed.")
         return value
 
-    def destination(self, args: argparse.Namespace) -> LocalDestination:
+    def archive_password(self, confirm: bool) -> str:
+        """The password of a server archive at the "password" key level."""
+        if not self.interactive and not self.env.get("CAIRN_ARCHIVE_PASSWORD"):
+            raise KeyNotAvailable("This archive is protected by an archive password: set "
+                                  "CAIRN_ARCHIVE_PASSWORD or run in a terminal to be asked.")
+        return self.passphrase(confirm=confirm, var="CAIRN_ARCHIVE_PASSWORD",
+                               prompt="New archive password: " if confirm else
+                               "Archive password: ")
+
+    @property
+    def secret_store_mode(self) -> str:
+        return self.env.get("CAIRN_SECRET_STORE", "auto")
+
+    @cached_property
+    def _sessions(self) -> dict[str, RemoteSession | None]:
+        return {}
+
+    def remote(self, args: argparse.Namespace) -> RemoteSession | None:
+        """The server session when this agent is registered and no --dest is given."""
+        if getattr(args, "dest", None):
+            return None
+        if "session" not in self._sessions:
+            from agent.dest.throttle import parse_rate
+            from agent.remote.session import open_session
+
+            limit = getattr(args, "limit_rate", None)
+            self._sessions["session"] = open_session(
+                self.paths, self.secret_store_mode, self.archive_password,
+                parse_rate(limit) if limit else None)
+        return self._sessions["session"]
+
+    def destination(self, args: argparse.Namespace) -> Destination:
+        remote = self.remote(args)
+        if remote is not None:
+            return remote.dest
         return LocalDestination(Path(args.dest) if args.dest else self.paths.default_destination)
 
     def open_repo(self, args: argparse.Namespace) -> Repository:
+        remote = self.remote(args)
+        if remote is not None:
+            return remote.open_repo()
         dest = self.destination(args)
         return Repository.open(dest, self.passphrase(), self.paths.cache)
+
+    def skip_paths(self, dest: Destination) -> tuple[Path, ...]:
+        """Never back up the agent home, nor a local archive into itself."""
+        root = getattr(dest, "root", None)
+        return (self.paths.home,) if root is None else (root, self.paths.home)
 
     def show_progress(self, args: argparse.Namespace) -> bool:
         return not getattr(args, "json", False) and sys.stderr.isatty()
@@ -68,19 +116,26 @@ def print_json(doc: object) -> None:
 
 def add_dest_options(parser: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
     parser.add_argument("--dest", metavar="DIR",
-                        help="the archive's folder (default: the agent home's archive/)")
+                        help="the archive's folder (default: the Cairn server this computer "
+                             "is registered with, else the agent home's archive/)")
+    parser.add_argument("--limit-rate", metavar="RATE",
+                        help="limit server transfers to RATE bytes/s, e.g. 500K or 2M")
     if json_flag:
         parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from agent.commands import archive
+    from agent.commands import archive, keys, prune, server, service
 
     parser = argparse.ArgumentParser(
         prog="cairn", description="Cairn: encrypted, deduplicating backup.")
     parser.add_argument("--version", action="version", version=f"cairn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     archive.register(sub)
+    server.register_commands(sub)
+    keys.register_commands(sub)
+    prune.register(sub)
+    service.register(sub)
     return parser
 
 

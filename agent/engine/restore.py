@@ -11,6 +11,7 @@ removed and reported; the other files are still restored.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import threading
 import time
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.archive.index_cache import BlobLocation
+from agent.archive.locks import ArchiveLock
 from agent.archive.repository import Repository
 from agent.engine.progress import Progress
 from agent.errors import CairnError, DestinationError, Interrupted
@@ -80,8 +82,22 @@ def _walk(repo: Repository, tree_id: str, parts: tuple[str, ...],
 
 def run_restore(repo: Repository, snap: Snapshot, options: RestoreOptions,
                 progress: Progress | None = None) -> RestoreResult:
-    """Restore the selected paths of ``snap`` under ``options.target``."""
-    progress = progress or Progress()
+    """Restore the selected paths of ``snap`` under ``options.target``.
+
+    Holds a shared lock so a prune cannot remove packs mid-restore; on a
+    destination that cannot be written (read-only media) it restores without one.
+    """
+    lock = ArchiveLock(repo.dest, repo.keys, exclusive=False)
+    with contextlib.suppress(DestinationError):
+        lock.acquire()
+    try:
+        return _restore(repo, snap, options, progress or Progress())
+    finally:
+        lock.release()
+
+
+def _restore(repo: Repository, snap: Snapshot, options: RestoreOptions,
+             progress: Progress) -> RestoreResult:
     started = time.monotonic()
     repo.sync_index()
     select = _Selection(options.includes)

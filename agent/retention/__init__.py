@@ -1,0 +1,1 @@
+"""Retention: which snapshots to keep, deleted-files carry trees, and pack compaction."""
