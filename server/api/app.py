@@ -10,7 +10,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 
 from server import __version__
-from server.api import auth, devices, objects, orgs, problems, register, reports, users
+from server.api import auth, devices, keys, objects, orgs, problems, register, reports, users
+from server.api.limits import BodyLimit
 from server.api.schemas import Health
 from server.config import ServeOptions
 from server.domain import archive, settings
@@ -65,7 +66,8 @@ def create_app(rt: Runtime, options: ServeOptions) -> FastAPI:
     app.state.runtime = rt
     app.state.options = options
     problems.install(app)
-    for module in (register, objects, auth, orgs, users, devices, reports):
+    app.add_middleware(BodyLimit)
+    for module in (register, objects, auth, orgs, users, devices, reports, keys):
         app.include_router(module.router)
 
     @app.get("/api/v1/health", response_model=Health, tags=["server"])

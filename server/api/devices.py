@@ -31,7 +31,6 @@ def deactivate_device(device_id: str, who: AdminDep, rt: RuntimeDep) -> dict[str
     """
     with rt.db.write() as session:
         device = visible_device(session, who, check_id(device_id, NO_DEVICE))
-        user = session.get(User, device.user_id)
-        assert user is not None
+        user = session.get_one(User, device.user_id)
         devices.deactivate(session, who.actor, device, user.org_id)
         return devices.device_dict(device, user)

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from server.api.deps import DeviceDep, RuntimeDep
 from server.api.ranges import parse_range
 from server.api.schemas import ObjectList, ObjectStored, TrashRequest, TrashResult
-from server.api.upload import content_length, receive_verified
+from server.api.upload import content_length, receive
 from server.domain import archive, settings
 from server.domain.archive import storage_call
 from server.errors import BadRequest, Forbidden, NotFound
@@ -84,12 +84,13 @@ async def put_object(kind: str, name: str, request: Request, auth: DeviceDep,
     existing = await run_in_threadpool(_size_or_none, rt.store, namespace, kind, name)
     if existing is None:
         await run_in_threadpool(_check_quota, rt, auth.user.org_id, length)
-    spool = await receive_verified(request, kind, name, length, rt.locations.tmp_dir)
+    spool = await receive(request, length, rt.locations.tmp_dir)
     try:
         size = await run_in_threadpool(_put, rt.store, namespace, kind, name, spool)
     finally:
         spool.close()
-    await run_in_threadpool(archive.record_stored, rt.db, auth, kind, size, existing is None)
+    await run_in_threadpool(archive.record_stored, rt.db, rt.store, auth, kind, size,
+                            existing is None)
     body = ObjectStored(kind=kind, name=name, size=size, created=existing is None)
     return JSONResponse(body.model_dump(), status_code=201 if existing is None else 200)
 
@@ -100,10 +101,12 @@ def _check_quota(rt: Runtime, org_id: str, length: int) -> None:
 
 
 def _put(store: BlobStore, namespace: str, kind: str, name: str, body: object) -> int:
+    """Store (the store verifies SHA-256(body) == name); a mismatch is the client's error."""
     try:
         return storage_call(store.put, namespace, kind, name, body)
     except ObjectCorrupt as exc:
-        raise BadRequest(str(exc)) from exc
+        raise BadRequest(f"The uploaded {kind} object does not match its name; nothing was "
+                         "stored.") from exc
 
 
 @router.head("/objects/{kind}/{name:path}")

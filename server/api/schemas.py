@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 GUID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:{}-]{0,63}$"
 KIND_PATTERN = r"^(keys|data|index|snapshots|locks)$"
@@ -130,7 +130,7 @@ class UserDeactivate(Strict):
 
 
 class RestoreTrash(Strict):
-    since: datetime | None = Field(default=None,
+    since: AwareDatetime | None = Field(default=None,
                                    description="Only objects trashed at or after this time.")
 
 
@@ -156,7 +156,7 @@ class DeviceOut(BaseModel):
 
 
 class BackupCompleted(Strict):
-    completed_at: datetime | None = Field(
+    completed_at: AwareDatetime | None = Field(
         default=None, description="When the backup finished (default: now).")
 
 

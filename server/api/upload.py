@@ -1,8 +1,7 @@
-"""Receiving an upload: Content-Length checks and a hash-verified spool file."""
+"""Receiving an upload: Content-Length checks and a spool file."""
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from pathlib import Path
 from typing import IO
@@ -29,28 +28,24 @@ def content_length(request: Request, limit: int) -> int:
     return length
 
 
-async def receive_verified(request: Request, kind: str, name: str, length: int,
-                           tmp_dir: Path) -> IO[bytes]:
-    """Spool the body, checking its length and that its SHA-256 is ``name``.
+async def receive(request: Request, length: int, tmp_dir: Path) -> IO[bytes]:
+    """Spool the body, checking that its length is ``length``.
 
-    Returns the spool rewound to its start; the caller closes it. Nothing is
-    stored anywhere else; a failed check raises BadRequest.
+    Returns the spool rewound to its start; the caller closes it. The SHA-256
+    is verified by ``BlobStore.put`` while it stores the spool (one pass, off
+    the event loop). A failed check raises BadRequest; nothing is stored.
     """
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, dir=tmp_dir)  # noqa: SIM115 (returned)
     try:
-        digest, received = hashlib.sha256(), 0
+        received = 0
         async for chunk in request.stream():
             received += len(chunk)
             if received > length:
                 raise BadRequest("The body is longer than its Content-Length.")
-            digest.update(chunk)
             spool.write(chunk)
         if received != length:
             raise BadRequest(f"The body ended after {received} of {length} bytes; nothing "
                              "was stored.")
-        if digest.hexdigest() != name:
-            raise BadRequest(f"The uploaded {kind} object does not match its name: its SHA-256 "
-                             f"is {digest.hexdigest()}. Nothing was stored.")
         spool.seek(0)
         return spool
     except ClientDisconnect:

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from server import __version__
-from server.cli import devices, maintenance, orgs, reports, serve, users
+from server.cli import devices, keys, maintenance, orgs, reports, serve, users
 from server.cli.common import location_parent, split_location_flags
 from server.config import resolve_locations
 from server.errors import BadRequest, Conflict, Forbidden, NotFound, ServerError, ServiceUnavailable
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cairn-server {__version__}")
     sub = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
     parent = location_parent()
-    for module in (serve, orgs, users, devices, reports, maintenance):
+    for module in (serve, orgs, users, devices, reports, maintenance, keys):
         module.add_parsers(sub, parent)
     return parser
 

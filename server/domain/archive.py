@@ -13,16 +13,16 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from server.domain import audit, users
 from server.domain.access import Principal, ancestors, descendants, org_parents
-from server.domain.devices import DeviceAuth
-from server.errors import BadRequest, QuotaExceeded, ServiceUnavailable
+from server.domain.devices import BAD_TOKEN, DeviceAuth
+from server.errors import BadRequest, QuotaExceeded, ServiceUnavailable, Unauthenticated
 from server.metadata.db import Database
 from server.metadata.models import Archive, Device, Org, TrashedObject, User, utcnow
-from server.storage.base import BlobStore, ObjectNotFound, StorageError
+from server.storage.base import BlobStore, ObjectCorrupt, ObjectNotFound, StorageError
 
 T = TypeVar("T")
 STORAGE_DOWN = "The object storage is not reachable; try again shortly."
@@ -46,6 +46,8 @@ def org_bytes(session: Session, org_ids: Iterable[str]) -> int:
 
 def check_quota(session: Session, org_id: str, incoming: int) -> None:
     """QuotaExceeded if incoming bytes would push this org or one above it over quota."""
+    if not session.scalar(select(exists().where(Org.storage_quota_bytes.is_not(None)))):
+        return  # no quotas anywhere: the common case costs one query
     parents = org_parents(session)
     chain = ancestors(parents, org_id)
     limited = session.execute(select(Org.id, Org.name, Org.storage_quota_bytes).where(
@@ -60,19 +62,31 @@ def check_quota(session: Session, org_id: str, incoming: int) -> None:
                 "pruning old backups.", quota_bytes=quota, used_bytes=used)
 
 
-def record_stored(db: Database, auth: DeviceAuth, kind: str, size: int, new: bool) -> None:
-    """Account for an uploaded object (only a new one adds bytes)."""
+def record_stored(db: Database, store: BlobStore, auth: DeviceAuth, kind: str, size: int,
+                  new: bool) -> None:
+    """Account for an uploaded object (only a new one adds bytes).
+
+    If the user was deactivated while the upload ran, the archive is deleted
+    again (the upload may have landed after the deletion) and the device is
+    told its token is dead.
+    """
     now = utcnow()
     with db.write() as session:
-        if new:
-            values = {"bytes_stored": Archive.bytes_stored + size}
-            session.execute(update(Archive).where(Archive.id == auth.archive.id).values(values))
+        archive = session.get(Archive, auth.archive.id)
+        gone = archive is None or archive.delete_pending or archive.deleted_at is not None
+        if not gone and new:
+            session.execute(update(Archive).where(Archive.id == auth.archive.id)
+                            .values(bytes_stored=Archive.bytes_stored + size))
             if kind != "locks":
                 session.execute(update(Archive).where(Archive.id == auth.archive.id,
                                                       Archive.first_data_at.is_(None))
                                 .values(first_data_at=now))
-        session.execute(update(Device).where(Device.id == auth.device.id).values(
-            bytes_stored=Device.bytes_stored + (size if new else 0), last_seen=now))
+        if not gone:
+            session.execute(update(Device).where(Device.id == auth.device.id).values(
+                bytes_stored=Device.bytes_stored + (size if new else 0), last_seen=now))
+    if gone:
+        storage_call(store.delete_namespace, auth.archive.id)
+        raise Unauthenticated(BAD_TOKEN)
 
 
 def trash_objects(db: Database, store: BlobStore, auth: DeviceAuth,
@@ -183,7 +197,7 @@ def storage_call(method: Callable[..., T], *args: Any) -> T:
     """Call a store method; storage outages become ServiceUnavailable."""
     try:
         return method(*args)
-    except ObjectNotFound:
+    except (ObjectNotFound, ObjectCorrupt):
         raise
     except StorageError as exc:
         raise ServiceUnavailable(STORAGE_DOWN) from exc

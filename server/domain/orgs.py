@@ -103,11 +103,13 @@ def set_limits(session: Session, who: Principal, org: Org, changes: dict[str, An
 
 def find_org(session: Session, ref: str) -> Org:
     """For the CLI: an organization by id, unique name, or path ``MSP/Customer``."""
+    if not ref or any(ch < " " for ch in ref):
+        raise NotFound(f"No organization {ref!r}.")
     org = session.get(Org, ref)
     if org is not None:
         return org
     parent_id: str | None = None
-    found: Org | None = None
+    found = None
     for part in ref.split("/"):
         candidates = list(session.scalars(select(Org).where(
             func.lower(Org.name) == part.strip().lower(),
@@ -121,7 +123,8 @@ def find_org(session: Session, ref: str) -> Org:
             raise NotFound(f"No organization {ref!r}.")
         found = candidates[0]
         parent_id = found.id
-    assert found is not None
+    if found is None:
+        raise NotFound(f"No organization {ref!r}.")
     return found
 
 

@@ -15,6 +15,7 @@ from server.metadata.models import AdminSession, User, utcnow
 from server.security import SESSION_TOKEN_PREFIX, new_session_token, token_hash, verify_password
 
 SESSION_TTL = timedelta(hours=12)
+WRONG = "The username or password is wrong."
 EXPIRED = "Your session is not valid or has expired; log in again."
 
 
@@ -22,16 +23,17 @@ def login(db: Database, username: str, password: str) -> tuple[str, datetime, Us
     """Check the password and open a session; WrongCredentials otherwise (audited)."""
     try:
         name = users.check_username(username)
-    except BadRequest:
-        name = None
+    except BadRequest:  # cannot be anybody's username: nothing to look up or to time
+        raise WrongCredentials(WRONG) from None
     with db.read() as session:
-        user = users.find_active(session, name) if name else None
-    stored = user.password_hash if user else None
-    if not verify_password(stored, password) or user is None:
+        user = users.find_active(session, name)
+    if user is None or not verify_password(user.password_hash, password):
+        if user is None:
+            verify_password(None, password)  # same cost as a wrong password
         with db.write() as session:
-            audit.record(session, f"user:{(name or '?')[:254]}", "session.login",
+            audit.record(session, f"user:{name}", "session.login",
                          org_id=user.org_id if user else None, outcome="refused")
-        raise WrongCredentials("The username or password is wrong.")
+        raise WrongCredentials(WRONG)
     token = new_session_token()
     now = utcnow()
     with db.write() as session:

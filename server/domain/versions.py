@@ -6,7 +6,8 @@ import re
 
 from server.errors import BadRequest
 
-_VERSION_RE = re.compile(r"\A(\d{1,6})(?:\.(\d{1,6}))?(?:\.(\d{1,6}))?([A-Za-z0-9.+-]{0,30})\Z")
+_VERSION_RE = re.compile(
+    r"\A(\d{1,6})(?:\.(\d{1,6}))?(?:\.(\d{1,6}))?((?:[-+]?[A-Za-z][A-Za-z0-9.+-]{0,29})?)\Z")
 
 
 def parse_version(text: str) -> tuple[int, int, int]:

@@ -134,5 +134,6 @@ def current_revision(db: Database) -> str | None:
 def head_revision() -> str:
     script = ScriptDirectory(str(MIGRATIONS))
     head = script.get_current_head()
-    assert head is not None, "the migrations folder has no head revision"
+    if head is None:
+        raise RuntimeError(f"No migration scripts found in {MIGRATIONS}.")
     return head

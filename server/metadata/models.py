@@ -157,3 +157,7 @@ class TrashedObject(Base):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# Key escrow tables live in their own module; importing it registers them on Base.
+from server.metadata import key_models  # noqa: E402,F401

@@ -54,19 +54,24 @@ def tenant(server: ServerProcess) -> Tenant:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def metadata_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    """A fresh database migrated to the newest schema, on SQLite and on PostgreSQL."""
+def blank_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A fresh, empty database (no schema yet), on SQLite and on PostgreSQL."""
     if request.param == "sqlite":
         db = Database(f"sqlite:///{tmp_path / 'meta.sqlite3'}")
-        migrate(db)
         yield db
         db.dispose()
         return
     with fresh_postgres_database(request.getfixturevalue("postgres_url")) as url:
         db = Database(url)
-        migrate(db)
         yield db
         db.dispose()
+
+
+@pytest.fixture
+def metadata_db(blank_db: Database) -> Database:
+    """A fresh database migrated to the newest schema, on SQLite and on PostgreSQL."""
+    migrate(blank_db)
+    return blank_db
 
 
 class fresh_postgres_database:

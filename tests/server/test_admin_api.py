@@ -159,3 +159,40 @@ def test_reports_with_known_numbers(tenant: Tenant) -> None:
     org_admin = tenant.add_admin(first["id"])
     assert tenant.server.http.get("/api/v1/reports/billing",
                                   headers=org_admin).status_code == 403
+
+
+GARBAGE_BODIES = [b"", b"[]", b'"text"', b"{}", b'{"unexpected": 1}', b"\x00\xff",
+                  b'{"name": "\\u0000", "parent_id": "\\u0000", "license_cap": 1e400}',
+                  b'{"username": "a\\u0000b", "password": "\\u0000\\u0000\\u0000\\u0000xxxxx"}',
+                  b'{"objects": [{"kind": "data", "name": "../x"}]}',
+                  b'{"completed_at": "2025-13-45T99:99:99"}', b'{"since": 12}',
+                  b'{"license_cap": 99999999999999999999999999}', b"{" * 5000]
+
+
+def test_garbage_never_causes_a_server_error(tenant: Tenant) -> None:
+    """Every route that takes a body, fed malformed bodies by an admin and by a device."""
+    org = tenant.customer()
+    device = register_device(tenant.server, org["registration_key"], user_name())
+    ids = {"org_id": org["id"], "user_id": device.user_id, "device_id": device.device_id,
+           "kind": "data", "name": "0" * 64}
+    spec = tenant.server.http.get("/api/v1/openapi.json").json()
+    routes = [(method.upper(), path.format(**ids)) for path, ops in spec["paths"].items()
+              for method, op in ops.items() if "requestBody" in op]
+    assert len(routes) >= 10
+    for method, path in routes:
+        for headers in ({**tenant.auth, "Cairn-Agent-Version": "1.0.0"}, device.headers):
+            for body in GARBAGE_BODIES:
+                response = tenant.server.http.request(
+                    method, path, content=body,
+                    headers={**headers, "Content-Type": "application/json"})
+                assert response.status_code < 500, (method, path, body[:40], response.text)
+
+
+def test_oversized_json_bodies_are_refused(server: ServerProcess) -> None:
+    big = b"[" + b"0," * (5 << 20) + b"0]"  # about 10 MiB of valid JSON
+    declared = server.http.post("/api/v1/auth/login", content=big,
+                                headers={"Content-Type": "application/json"})
+    assert declared.status_code == 413
+    chunked = server.http.post("/api/v1/auth/login", content=iter([big[:1 << 20]] * 10),
+                               headers={"Content-Type": "application/json"})
+    assert chunked.status_code == 413 and chunked.json()["max_bytes"] == 8 << 20

@@ -75,33 +75,57 @@ def world(server: ServerProcess) -> World:
     return World(server, msp_a, a1, victim, objects, attackers)
 
 
+ADMIN_ROUTES = [
+    ("GET", "/api/v1/orgs/{org_id}", None),
+    ("PATCH", "/api/v1/orgs/{org_id}", {"license_cap": 0}),
+    ("POST", "/api/v1/orgs/{org_id}/registration-key", None),
+    ("DELETE", "/api/v1/orgs/{org_id}/registration-key", None),
+    ("GET", "/api/v1/orgs/{org_id}/users", None),
+    ("POST", "/api/v1/orgs/{org_id}/users",
+     {"username": "intruder@example.test", "password": "intruder-pass", "role": "org_admin"}),
+    ("GET", "/api/v1/orgs/{org_id}/devices", None),
+    ("GET", "/api/v1/orgs/{org_id}/audit", None),
+    ("GET", "/api/v1/orgs/{org_id}/key-policy", None),
+    ("PUT", "/api/v1/orgs/{org_id}/key-policy", {"required_level": "custom"}),
+    ("POST", "/api/v1/orgs", {"name": "Planted", "parent_id": "{msp_id}"}),
+    ("GET", "/api/v1/users/{user_id}", None),
+    ("POST", "/api/v1/users/{user_id}/deactivate", {"confirm_username": "x@example.test"}),
+    ("GET", "/api/v1/users/{user_id}/devices", None),
+    ("POST", "/api/v1/users/{user_id}/archive/restore-trash", {}),
+    ("GET", "/api/v1/devices/{device_id}", None),
+    ("POST", "/api/v1/devices/{device_id}/deactivate", None),
+    ("GET", "/api/v1/reports/licenses?org_id={org_id}", None),
+    ("GET", "/api/v1/reports/stale?org_id={org_id}", None),
+    ("GET", "/api/v1/reports/storage?org_id={org_id}", None),
+]
+OBJECT_ROUTES = [("GET", "/api/v1/archive/objects/{kind}/{name}"),
+                 ("HEAD", "/api/v1/archive/objects/{kind}/{name}"),
+                 ("DELETE", "/api/v1/archive/objects/{kind}/{name}")]
+# Routes with a path parameter that name no resource of anyone else: they act on the
+# calling device's own archive (there is no archive id in the URL).
+OWN_ARCHIVE_ROUTES = {("PUT", "/api/v1/archive/objects/{kind}/{name}"),
+                      ("GET", "/api/v1/archive/objects/{kind}")}
+
+
 def admin_routes(w: World, missing: bool) -> list[tuple[str, str, Any]]:
     """(method, path, json body) of every admin route aimed at the victim's resources."""
-    def pick(real: str) -> str:
-        return secrets.token_hex(16) if missing else real
-    org, user, dev = pick(w.a1["id"]), pick(w.victim.user_id), pick(w.victim.device_id)
-    msp = pick(w.msp_a.org_id)
-    return [
-        ("GET", f"/api/v1/orgs/{org}", None),
-        ("PATCH", f"/api/v1/orgs/{org}", {"license_cap": 0}),
-        ("POST", f"/api/v1/orgs/{org}/registration-key", None),
-        ("DELETE", f"/api/v1/orgs/{org}/registration-key", None),
-        ("GET", f"/api/v1/orgs/{org}/users", None),
-        ("POST", f"/api/v1/orgs/{org}/users",
-         {"username": "intruder@example.test", "password": "intruder-pass", "role": "org_admin"}),
-        ("GET", f"/api/v1/orgs/{org}/devices", None),
-        ("GET", f"/api/v1/orgs/{org}/audit", None),
-        ("POST", "/api/v1/orgs", {"name": "Planted", "parent_id": msp}),
-        ("GET", f"/api/v1/users/{user}", None),
-        ("POST", f"/api/v1/users/{user}/deactivate", {"confirm_username": "x@example.test"}),
-        ("GET", f"/api/v1/users/{user}/devices", None),
-        ("POST", f"/api/v1/users/{user}/archive/restore-trash", {}),
-        ("GET", f"/api/v1/devices/{dev}", None),
-        ("POST", f"/api/v1/devices/{dev}/deactivate", None),
-        ("GET", f"/api/v1/reports/licenses?org_id={org}", None),
-        ("GET", f"/api/v1/reports/stale?org_id={org}", None),
-        ("GET", f"/api/v1/reports/storage?org_id={org}", None),
-    ]
+    real = {"org_id": w.a1["id"], "user_id": w.victim.user_id,
+            "device_id": w.victim.device_id, "msp_id": w.msp_a.org_id}
+    ids = {k: secrets.token_hex(16) for k in real} if missing else real
+    routes = []
+    for method, template, body in ADMIN_ROUTES:
+        if isinstance(body, dict):
+            body = {k: v.format(**ids) if isinstance(v, str) else v for k, v in body.items()}
+        routes.append((method, template.format(**ids), body))
+    return routes
+
+
+def test_every_route_with_an_id_is_in_the_matrix(server: ServerProcess) -> None:
+    spec = server.http.get("/api/v1/openapi.json").json()
+    templated = {(method.upper(), path) for path, ops in spec["paths"].items() if "{" in path
+                 for method in ops}
+    covered = {(m, t.split("?")[0]) for m, t, _b in ADMIN_ROUTES} | set(OBJECT_ROUTES)
+    assert templated - covered - OWN_ARCHIVE_ROUTES == set()
 
 
 def object_routes(w: World, missing: bool) -> list[tuple[str, str, Any]]:
@@ -148,6 +172,7 @@ def test_admin_routes_look_missing_to_other_tenants(world: World, attacker: str)
         got, expected = answer(world, headers, real), answer(world, headers, fake)
         assert got[0] in (401, 403, 404), (attacker, real, got)
         assert got == expected, (attacker, real, got, expected)
+    assert_victim_untouched(world)
 
 
 @pytest.mark.parametrize("attacker", [
@@ -172,6 +197,7 @@ def test_object_routes_look_missing_to_other_tenants(world: World, attacker: str
     assert trash.status_code in (200, 401)
     if trash.status_code == 200:
         assert trash.json()["trashed"] == 0
+    assert_victim_untouched(world)
 
 
 def test_lists_and_reports_never_show_other_tenants(world: World) -> None:
@@ -188,8 +214,8 @@ def test_lists_and_reports_never_show_other_tenants(world: World) -> None:
             assert not any(v in response.text for v in victim_ids), (attacker, path)
 
 
-def test_victim_is_untouched(world: World) -> None:
-    """Runs after the attacks (file order): everything of the victim is as it was."""
+def assert_victim_untouched(world: World) -> None:
+    """Everything of the victim is as it was before the attacks."""
     me = world.victim.request("GET", "/api/v1/device")
     assert me.status_code == 200 and me.json()["active"] is True
     for kind, name in world.victim_objects.items():
@@ -201,3 +227,5 @@ def test_victim_is_untouched(world: World) -> None:
     assert "intruder@example.test" not in {u["username"] for u in users}
     orgs = world.msp_a.api("GET", "/api/v1/orgs").json()
     assert "Planted" not in {o["name"] for o in orgs}
+    policy = world.msp_a.api("GET", f"/api/v1/orgs/{world.a1['id']}/key-policy").json()
+    assert policy["required_level"] != "custom"

@@ -206,8 +206,9 @@ def test_backup_completed_updates_the_device(device: Device) -> None:
                               json={"completed_at": "2025-01-02T03:04:05Z"})
     assert response.status_code == 200, response.text
     assert response.json()["last_backup_at"].startswith("2025-01-02T03:04:05")
-    future = device.request("POST", "/api/v1/device/backup-completed",
-                            json={"completed_at": "2999-01-01T00:00:00Z"})
-    assert future.status_code == 400
+    for bad in ("2999-01-01T00:00:00Z", "2025-01-02T03:04:05", "yesterday"):
+        refused = device.request("POST", "/api/v1/device/backup-completed",
+                                 json={"completed_at": bad})
+        assert refused.status_code == 400, bad
     me = device.request("GET", "/api/v1/device").json()
     assert me["last_backup_at"].startswith("2025-01-02T03:04:05")

@@ -1,0 +1,1 @@
+"""Alembic migration scripts (loaded by server.metadata.db.migrate)."""
