@@ -39,7 +39,7 @@ from agent.engine.progress import Progress
 from agent.engine.sink import PackSink
 from agent.errors import ArchiveError, Interrupted
 from agent.model.snapshot import Snapshot, now_iso
-from agent.model.tree import encode_tree, node_name_bytes
+from agent.model.tree import encode_tree, sort_nodes
 from agent.scan.dircache import DirCache
 from agent.scan.walker import DirTask, ScanCounts, Walker
 
@@ -60,6 +60,7 @@ class BackupOptions:
     uploaders: int = 1
     count_totals: bool = False
     dirty_paths: frozenset[str] | None = None  # from a change journal; None = full scan
+    exclude_if_present: tuple[str, ...] = ()  # skip folders holding one of these names
     cancel: threading.Event = field(default_factory=threading.Event)
     snapshot_time: datetime | None = None  # the snapshot's time; None = now (tests, imports)
 
@@ -162,6 +163,8 @@ class _FileReader:
             for chunk in chunks:
                 if not chunk:
                     continue
+                if self._cancel.is_set() or self.abort.is_set():
+                    raise Interrupted("Backup cancelled.")
                 blob_id = keys.blob_id(chunk)
                 if not sink.known(blob_id):
                     sink.add(ObjectType.DATA, blob_id, seal(keys, ObjectType.DATA, blob_id, chunk),
@@ -271,7 +274,8 @@ def _walk_and_build(repo: Repository, sink: PackSink, options: BackupOptions,
     walker = Walker(repo.tree, reader.read_file, emit, excludes=options.excludes,
                     skip_paths=options.skip_paths, on_error=progress.errors.append,
                     dirty=options.dirty_paths, dircache=dircache,
-                    tree_known=lambda tree: sink.known(bytes.fromhex(tree)))
+                    tree_known=lambda tree: sink.known(bytes.fromhex(tree)),
+                    exclude_if_present=options.exclude_if_present)
 
     def walk() -> None:
         try:
@@ -315,7 +319,7 @@ def _build_trees(repo: Repository, sink: PackSink, tasks: queue.Queue, progress:
                 progress.errors.append(error)
             else:
                 nodes.append(node)
-        nodes.sort(key=node_name_bytes)
+        sort_nodes(nodes)
         tree_hex = _unchanged_tree(repo, task, nodes) or _store_tree(repo, sink, nodes)
         if task.fingerprint and len(nodes) == len(task.nodes):
             dircache.record(task.path, task.fingerprint, tree_hex)

@@ -12,9 +12,11 @@ its ID. Damaged packs are named, with the files (per snapshot) they affect.
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from agent.archive.index_cache import BlobLocation
+from agent.archive.index_cache import BlobLocation, IndexCache
 from agent.archive.repository import Repository
 from agent.codec.envelope import open_blob
 from agent.engine.progress import Progress
@@ -43,9 +45,21 @@ class CheckReport:
 def run_check(repo: Repository, read_data: bool = False,
               progress: Progress | None = None) -> CheckReport:
     progress = progress or Progress()
+    shared_cache = repo.cache
+    with tempfile.TemporaryDirectory(prefix="cairn-check-") as scratch:
+        # A private index rebuilt from the destination: check never trusts (or
+        # disturbs) the cache a running backup is using.
+        repo.cache = IndexCache(Path(scratch) / "index.sqlite")
+        try:
+            return _check(repo, read_data, progress)
+        finally:
+            repo.cache.close()
+            repo.cache = shared_cache
+
+
+def _check(repo: Repository, read_data: bool, progress: Progress) -> CheckReport:
     report = CheckReport()
     progress.phase = "loading index"
-    repo.cache.clear()
     try:
         repo.sync_index()
     except CairnError as exc:

@@ -1,11 +1,11 @@
 """Restore: snapshot → trees → blobs (read, decrypt, verify, decompress) → files.
 
-The calling thread walks the snapshot's trees, creates directories and
-symlinks, and hands files to a thread pool (small files in batches). Workers
-fetch each blob, verify it against its ID and write it; zero blobs of sparse
-files become holes. Directory metadata is applied last, deepest first, so
-writing files does not disturb directory mtimes. A file with damaged data is
-removed and reported; the other files are still restored.
+The calling thread walks the snapshot's trees, creates directories, symlinks
+and (empty, sized) files, and plans which blobs each file needs. The
+``PackOrderedWriter`` then reads each pack once and writes its blobs where they
+belong; zero blocks of sparse files stay holes. Directory metadata is applied
+last, deepest first, so writing files does not disturb directory mtimes. A file
+with damaged data is removed and reported; the other files are still restored.
 """
 
 from __future__ import annotations
@@ -16,25 +16,17 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.archive.index_cache import BlobLocation
 from agent.archive.locks import ArchiveLock
 from agent.archive.repository import Repository
+from agent.engine.file_writer import PackOrderedWriter
 from agent.engine.progress import Progress
-from agent.errors import CairnError, DestinationError, Interrupted
+from agent.errors import DestinationError, Interrupted
 from agent.model.snapshot import Snapshot
 from agent.model.tree import decode_name
 from agent.scan.walker import path_components
-
-_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0) | getattr(
-    os, "O_BINARY", 0
-)
-SPARSE_BLOCK = 16 * 1024
-_ZEROS = memoryview(bytes(SPARSE_BLOCK))
-BATCH_FILES = 64
 
 
 @dataclass(frozen=True)
@@ -109,25 +101,34 @@ def _restore(repo: Repository, snap: Snapshot, options: RestoreOptions,
     progress.totals_known = True
     progress.phase = "restoring"
     result = RestoreResult()
-    writer = _FileWriter(repo, options, progress, result)
+    lock = threading.Lock()
+
+    def file_done(path: Path, node: dict, error: str | None, size: int) -> None:
+        if error is None:
+            _apply_metadata(path, node, follow=True)
+        with lock:
+            if error is None:
+                result.files += 1
+                result.bytes += size
+            else:
+                result.errors.append(f"{path}: {error}")
+
+    writer = PackOrderedWriter(repo, options.workers, progress, options.cancel, file_done)
     dirs: list[tuple[Path, dict]] = []
     options.target.mkdir(parents=True, exist_ok=True)
-    try:
-        for parts, node in _walk(repo, snap.tree, (), select):
-            if options.cancel.is_set():
-                raise Interrupted("Restore cancelled.")
-            path = options.target.joinpath(*parts)
-            if node["type"] == "dir":
-                _make_dir(path)
-                dirs.append((path, node))
-                result.dirs += 1
-            elif node["type"] == "symlink":
-                _make_symlink(path, node, result)
-            else:
-                writer.add(path, node)
-        writer.finish()
-    finally:
-        writer.shutdown()
+    for parts, node in _walk(repo, snap.tree, (), select):
+        if options.cancel.is_set():
+            raise Interrupted("Restore cancelled.")
+        path = options.target.joinpath(*parts)
+        if node["type"] == "dir":
+            _make_dir(path)
+            dirs.append((path, node))
+            result.dirs += 1
+        elif node["type"] == "symlink":
+            _make_symlink(path, node, result)
+        else:
+            writer.add(path, node)
+    writer.run()
     for path, node in reversed(dirs):
         _apply_metadata(path, node, follow=True)
     result.duration_s = time.monotonic() - started
@@ -166,102 +167,3 @@ def _apply_metadata(path: Path, node: dict, *, follow: bool) -> None:
         os.utime(path, ns=(mtime, mtime), follow_symlinks=follow)
     except (OSError, NotImplementedError):
         pass
-
-
-class _FileWriter:
-    """Writes files on a thread pool, small ones in batches."""
-
-    def __init__(self, repo: Repository, options: RestoreOptions, progress: Progress,
-                 result: RestoreResult) -> None:
-        self._repo, self._progress, self._result = repo, progress, result
-        self._cancel = options.cancel
-        self._pool = ThreadPoolExecutor(options.workers, thread_name_prefix="restore")
-        self._slots = threading.Semaphore(options.workers * 4)
-        self._futures: list[Future] = []
-        self._batch: list[tuple[Path, dict, list]] = []
-        self._lock = threading.Lock()
-
-    def add(self, path: Path, node: dict) -> None:
-        ids = [bytes.fromhex(h) for h in node.get("content", ())]
-        locations = [(blob_id, self._repo.locate(blob_id)) for blob_id in ids]
-        self._batch.append((path, node, locations))
-        if len(self._batch) >= BATCH_FILES or node.get("size", 0) >= 1024 * 1024:
-            self._submit()
-
-    def _submit(self) -> None:
-        batch, self._batch = self._batch, []
-        if not batch:
-            return
-        self._slots.acquire()
-        future = self._pool.submit(self._run, batch)
-        future.add_done_callback(lambda _: self._slots.release())
-        self._futures.append(future)
-
-    def finish(self) -> None:
-        self._submit()
-        for future in self._futures:
-            future.result()
-
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-    def _run(self, batch: list[tuple[Path, dict, list]]) -> None:
-        for path, node, locations in batch:
-            if self._cancel.is_set():
-                raise Interrupted("Restore cancelled.")
-            self._progress.current = str(path)
-            try:
-                written = _write_file(self._repo, path, node, locations)
-            except (CairnError, OSError) as exc:
-                path.unlink(missing_ok=True)
-                reason = exc.strerror if isinstance(exc, OSError) else str(exc)
-                with self._lock:
-                    self._result.errors.append(f"{path}: {reason}")
-                continue
-            with self._lock:
-                self._result.files += 1
-                self._result.bytes += written
-            self._progress.files_done += 1
-            self._progress.bytes_done += written
-
-
-def _write_file(repo: Repository, path: Path,
-                node: dict, locations: list[tuple[bytes, BlobLocation]]) -> int:
-    if path.is_symlink():
-        path.unlink()
-    sparse = node.get("sparse", False)
-    fd = os.open(path, _OPEN_FLAGS, 0o600)
-    written = 0
-    try:
-        for blob_id, loc in locations:
-            try:
-                data = repo.read_blob(blob_id, loc)
-            except DestinationError as exc:
-                raise DestinationError(f"data is missing ({exc})") from exc
-            if sparse:
-                _write_sparse(fd, data)
-            else:
-                _write_all(fd, data)
-            written += len(data)
-        os.ftruncate(fd, written)
-    finally:
-        os.close(fd)
-    _apply_metadata(path, node, follow=True)
-    return written
-
-
-def _write_sparse(fd: int, data: bytes) -> None:
-    """Write ``data``, leaving holes where whole 16 KiB blocks are zero."""
-    view = memoryview(data)
-    for start in range(0, len(view), SPARSE_BLOCK):
-        block = view[start : start + SPARSE_BLOCK]
-        if block == _ZEROS[: len(block)]:
-            os.lseek(fd, len(block), os.SEEK_CUR)
-        else:
-            _write_all(fd, block)
-
-
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]

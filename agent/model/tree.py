@@ -20,6 +20,7 @@ import base64
 import json
 import os
 import re
+from operator import itemgetter
 
 from agent.errors import IntegrityError
 
@@ -54,9 +55,21 @@ def node_name_bytes(node: dict) -> bytes:
     return os.fsencode(decode_name(node, "name"))
 
 
+def sort_nodes(nodes: list[dict]) -> None:
+    """Sort nodes by the bytes of their names, in place.
+
+    For UTF-8 names, code point order is byte order, so plain str keys suffice
+    unless a name had to be stored raw.
+    """
+    if all("name" in n for n in nodes):
+        nodes.sort(key=itemgetter("name"))
+    else:
+        nodes.sort(key=node_name_bytes)
+
+
 def encode_tree(nodes: list[dict]) -> bytes:
     """Serialize a directory's nodes deterministically (sorted by name bytes)."""
-    nodes.sort(key=node_name_bytes)
+    sort_nodes(nodes)
     return json.dumps({"nodes": nodes}, separators=(",", ":"), sort_keys=True).encode()
 
 

@@ -1,5 +1,8 @@
 """The folder cache: folder path → (fingerprint of its listing, tree ID).
 
+It also memoizes (files, bytes, folders) below a tree ID, so a folder reused
+through the change journal is counted without loading its trees.
+
 A local cache (``CAIRN_HOME/cache/<archive>/dirs.sqlite``) that lets a backup
 take a whole unchanged folder's tree without loading it: if a folder's listing
 has the same fingerprint as when its tree was built, and every subfolder is
@@ -14,7 +17,11 @@ import os
 import sqlite3
 from pathlib import Path
 
-SCHEMA = "CREATE TABLE IF NOT EXISTS dirs (path BLOB PRIMARY KEY, fp BLOB, tree TEXT)"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS dirs (path BLOB PRIMARY KEY, fp BLOB, tree TEXT);
+CREATE TABLE IF NOT EXISTS totals (tree TEXT PRIMARY KEY, files INTEGER, bytes INTEGER,
+                                   dirs INTEGER);
+"""
 
 
 class DirCache:
@@ -22,9 +29,10 @@ class DirCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(SCHEMA)
+        self._db.executescript(SCHEMA)
         self._pending: list[tuple[bytes, bytes, str]] = []
         self._loaded: dict[bytes, tuple[bytes, str]] = {}
+        self._new_totals: dict[str, tuple[int, int, int]] = {}
 
     def load(self, roots: list[str]) -> None:
         """Read the entries below ``roots`` into memory (one range query per root)."""
@@ -41,12 +49,30 @@ class DirCache:
     def record(self, folder: str, fp: bytes, tree: str) -> None:
         self._pending.append((_key(folder), fp, tree))
 
+    def totals(self, tree: str) -> tuple[int, int, int] | None:
+        """(files, bytes, folders) below a tree ID, if known; tree IDs never change meaning."""
+        if tree in self._new_totals:
+            return self._new_totals[tree]
+        row = self._db.execute("SELECT files, bytes, dirs FROM totals WHERE tree = ?",
+                               (tree,)).fetchone()
+        return (row[0], row[1], row[2]) if row else None
+
+    def record_totals(self, tree: str, totals: tuple[int, int, int]) -> None:
+        self._new_totals[tree] = totals
+
     def commit(self) -> None:
         """Store what this run recorded (call after its snapshot is saved)."""
-        if self._pending:
-            with self._db:
-                self._db.executemany("INSERT OR REPLACE INTO dirs VALUES (?,?,?)", self._pending)
-            self._pending = []
+        db = self._db
+        db.execute("BEGIN")  # one transaction (the connection is in autocommit mode)
+        try:
+            db.executemany("INSERT OR REPLACE INTO dirs VALUES (?,?,?)", self._pending)
+            db.executemany("INSERT OR REPLACE INTO totals VALUES (?,?,?,?)",
+                           [(t, *v) for t, v in self._new_totals.items()])
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self._pending, self._new_totals = [], {}
 
     def close(self) -> None:
         self._db.close()

@@ -19,10 +19,11 @@ def list_dir(path: str) -> list[Entry] | OSError:
     except OSError as exc:
         return exc
     listing: list[Entry] = []
-    join, lstat = os.path.join, os.lstat
+    lstat = os.lstat
+    prefix = path if path.endswith(os.sep) else path + os.sep
     for name in names:
         try:
-            listing.append((name, lstat(join(path, name))))
+            listing.append((name, lstat(prefix + name)))
         except OSError as exc:
             listing.append((name, exc))
     return listing

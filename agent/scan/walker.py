@@ -55,6 +55,7 @@ class ScanCounts:
     files_changed: int = 0
     files_unchanged: int = 0
     dirs: int = 0
+    dirs_listed: int = 0  # folders actually read from disk (the rest were reused)
     bytes_total: int = 0
 
 
@@ -116,13 +117,15 @@ class Walker:
                  emit: Callable[[DirTask], None], *, excludes: Iterable[str] = (),
                  skip_paths: Iterable[Path] = (), on_error: Callable[[str], None],
                  dirty: Iterable[str] | None = None, dircache: DirCache | None = None,
-                 tree_known: Callable[[str], bool] = lambda tree_id: False) -> None:
+                 tree_known: Callable[[str], bool] = lambda tree_id: False,
+                 exclude_if_present: Iterable[str] = ()) -> None:
         self._load_tree, self._read_file, self._emit = load_tree, read_file, emit
         self._dirty, self._dirty_ancestors = _dirty_sets(dirty)
         self._excludes = list(excludes)
         self._skip = {os.path.normcase(os.path.abspath(p)) for p in skip_paths}
         self._on_error = on_error
         self._dircache, self._tree_known = dircache, tree_known
+        self._exclude_if_present = frozenset(exclude_if_present)
         self._lister = Lister()
         self.counts = ScanCounts()
 
@@ -158,7 +161,7 @@ class Walker:
         task = DirTask(path=path, node=stat_node(name, st))
         children = _OldTree(self._load_tree, self._old_tree_id(path, old.get(name)))
         for child, child_sub in sorted(sub.items()):
-            self._visit_prefix(os.path.join(path, child), child, child_sub, children, task)
+            self._visit_prefix(_join(path, child), child, child_sub, children, task)
         self._finish_dir(task, parent)
 
     def _visit(self, path: str, name: str, st: os.stat_result | None, old: _OldTree,
@@ -227,6 +230,8 @@ class Walker:
             self._reuse_subtree(node, old_tree, parent)
             return True
         listing, complete = self._listing(path)
+        if self._exclude_if_present and any(n in self._exclude_if_present for n, _ in listing):
+            return True  # e.g. CACHEDIR.TAG: the folder is left out entirely
         fp = fingerprint(listing) if complete else None
         cached = self._dircache.get(path) if self._dircache and fp else None
         task = DirTask(path=path, node=node, old_tree=old_tree, fingerprint=fp)
@@ -235,9 +240,10 @@ class Walker:
         all_clean = True
         for i, (name, st) in enumerate(subdirs):
             if i % PREFETCH_AHEAD == 0:
-                self._lister.prefetch([os.path.join(path, n) for n, _ in
-                                       subdirs[i : i + PREFETCH_AHEAD]])
-            all_clean &= self._visit(os.path.join(path, name), name, st, old, task)
+                ahead = [_join(path, n) for n, _ in subdirs[i : i + PREFETCH_AHEAD]]
+                # Folders the journal lets us reuse are never listed: don't prefetch them.
+                self._lister.prefetch([p for p in ahead if not self._journal_clean(p, "old")])
+            all_clean &= self._visit(_join(path, name), name, st, old, task)
         if all_clean and cached is not None and cached[0] == fp and self._tree_known(cached[1]):
             self._count_clean(listing)
             node["subtree"] = cached[1]
@@ -246,19 +252,20 @@ class Walker:
         self.counts.dirs += 1
         for name, st in listing:
             if not stat.S_ISDIR(st.st_mode):
-                self._visit(os.path.join(path, name), name, st, old, task)
+                self._visit(_join(path, name), name, st, old, task)
         self._finish_dir(task, parent)
         return False
 
     def _listing(self, path: str) -> tuple[list[tuple[str, os.stat_result]], bool]:
         """The folder's entries minus excluded ones; False if some could not be read."""
         raw = self._lister.take(path)
+        self.counts.dirs_listed += 1
         if isinstance(raw, OSError):
             self._on_error(f"{path}: {raw.strerror}")
             return [], False
         listing, complete = [], True
         for name, st in raw:
-            child = os.path.join(path, name)
+            child = _join(path, name)
             if isinstance(st, OSError):
                 self._on_error(f"{child}: {st.strerror}")
                 complete = False
@@ -286,16 +293,12 @@ class Walker:
         """Take a directory's previous tree unread; count what it holds."""
         node["subtree"] = tree_id
         parent.nodes.append(node)
-        counts, stack = self.counts, [tree_id]
-        while stack:
-            counts.dirs += 1
-            for child in self._load_tree(stack.pop()):
-                if child["type"] == "dir":
-                    stack.append(child["subtree"])
-                elif child["type"] == "file":
-                    counts.files_total += 1
-                    counts.files_unchanged += 1
-                    counts.bytes_total += child.get("size", 0)
+        files, size, dirs = tree_totals(tree_id, self._load_tree, self._dircache)
+        counts = self.counts
+        counts.files_total += files
+        counts.files_unchanged += files
+        counts.bytes_total += size
+        counts.dirs += dirs
 
     def _finish_dir(self, task: DirTask, parent: DirTask) -> None:
         parent.nodes.append(task.node)
@@ -304,6 +307,30 @@ class Walker:
     def _excluded(self, path: str, name: str) -> bool:
         return any(fnmatch.fnmatch(name, pat) or fnmatch.fnmatch(path, pat)
                    for pat in self._excludes)
+
+
+def tree_totals(tree_id: str, load_tree: TreeLoader,
+                cache: DirCache | None) -> tuple[int, int, int]:
+    """(files, bytes, folders) below a tree; memoized by tree ID in the folder cache."""
+    known = cache.totals(tree_id) if cache else None
+    if known is not None:
+        return known
+    files = size = 0
+    dirs = 1
+    for child in load_tree(tree_id):
+        if child["type"] == "dir" and child.get("subtree"):
+            sub = tree_totals(child["subtree"], load_tree, cache)
+            files, size, dirs = files + sub[0], size + sub[1], dirs + sub[2]
+        elif child["type"] == "file":
+            files, size = files + 1, size + child.get("size", 0)
+    if cache:
+        cache.record_totals(tree_id, (files, size, dirs))
+    return files, size, dirs
+
+
+def _join(folder: str, name: str) -> str:
+    """``os.path.join`` for a folder path and a plain entry name, without its overhead."""
+    return folder + name if folder.endswith(os.sep) else folder + os.sep + name
 
 
 def _self_and_ancestors(path: str) -> Iterator[str]:
