@@ -15,6 +15,7 @@ services fall back to the files. ``CAIRN_SECRET_STORE=file`` forces the files.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -115,7 +116,7 @@ def keyring_usable() -> bool:
         return False
     try:
         backend = keyring.get_keyring()
-    except Exception:  # noqa: BLE001 - a broken keyring setup means "none"
+    except Exception:  # a broken keyring setup means "none"
         return False
     return not isinstance(backend, fail.Keyring) and getattr(backend, "priority", 0) > 0
 
@@ -168,9 +169,7 @@ class SecretStore:
             import keyring
             from keyring.errors import PasswordDeleteError
 
-            try:
+            with contextlib.suppress(PasswordDeleteError):
                 keyring.delete_password(KEYRING_SERVICE, f"{self._account}:{name}")
-            except PasswordDeleteError:
-                pass
             return
         (self.home / SECRETS_DIR / name).unlink(missing_ok=True)

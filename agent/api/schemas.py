@@ -91,6 +91,7 @@ class SetStatus:
     next_scheduled: str | None = None
     full_scan_pending: bool = True
     full_scan_reason: str = ""
+    changed_paths: int = 0  # changes journaled since the last run
     watching: bool = False
     progress: ProgressInfo | None = None
     last_run: RunSummary | None = None

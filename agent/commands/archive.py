@@ -19,13 +19,15 @@ from agent.term_progress import shown
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("backup", help="back up files and folders")
-    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="default (registered computers): what this device backed up last")
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
                    help="skip names or paths matching GLOB (repeatable)")
     add_dest_options(p)
     p.set_defaults(func=cmd_backup)
 
     p = sub.add_parser("snapshots", help="list snapshots, newest first")
+    p.add_argument("--device", metavar="GUID", help="only snapshots of this device")
     add_dest_options(p)
     p.set_defaults(func=cmd_snapshots)
 
@@ -55,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _open_or_create(args: argparse.Namespace, ctx: Context) -> tuple[Repository, bool]:
     dest = ctx.destination(args)
-    if dest.list("keys"):
+    if ctx.remote(args) is not None or dest.list("keys"):
         return ctx.open_repo(args), False
     if not args.json:
         print(f"Creating a new archive in {dest.description}", file=sys.stderr)
@@ -64,6 +66,14 @@ def _open_or_create(args: argparse.Namespace, ctx: Context) -> tuple[Repository,
 
 
 def cmd_backup(args: argparse.Namespace, ctx: Context) -> int:
+    if not args.paths:
+        from agent.commands.service import backup_sets, has_backup_sets
+
+        if has_backup_sets(ctx):  # every backup set, through the service when it runs
+            return backup_sets(args, ctx)
+    remote = ctx.remote(args)
+    if not args.paths and remote is None:
+        raise UsageError("Name the files or folders to back up.")
     paths = []
     for raw in args.paths:
         path = Path(raw).expanduser().absolute()
@@ -71,9 +81,13 @@ def cmd_backup(args: argparse.Namespace, ctx: Context) -> int:
             raise UsageError(f"Cannot back up {raw}: it does not exist.")
         paths.append(path)
     repo, _created = _open_or_create(args, ctx)
+    if not paths and remote is not None:
+        paths = remote.selection(repo.snapshots())
+        if not paths:
+            raise UsageError("This device has no backup yet: name the files or folders.")
     options = BackupOptions(
-        paths=tuple(paths), excludes=tuple(args.exclude),
-        skip_paths=(repo.dest.root, ctx.paths.home), count_totals=ctx.show_progress(args))
+        paths=tuple(paths), excludes=tuple(args.exclude), skip_paths=ctx.skip_paths(repo.dest),
+        count_totals=ctx.show_progress(args), **(remote.backup_fields() if remote else {}))
     progress = Progress()
     try:
         with shown(progress, "Backing up", ctx.show_progress(args)):
@@ -81,6 +95,8 @@ def cmd_backup(args: argparse.Namespace, ctx: Context) -> int:
     finally:
         repo.close()
     counts, snap = result.counts, result.snapshot
+    if remote is not None:
+        remote.report_backup(snap)
     doc = {"snapshot_id": snap.id, "files_total": counts.files_total, "files_new": counts.files_new,
            "files_changed": counts.files_changed, "files_unchanged": counts.files_unchanged,
            "dirs": counts.dirs, "bytes_total": counts.bytes_total,
@@ -101,7 +117,7 @@ def cmd_backup(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_snapshots(args: argparse.Namespace, ctx: Context) -> int:
     repo = ctx.open_repo(args)
-    snaps = repo.snapshots()
+    snaps = [s for s in repo.snapshots() if args.device in (None, s.device)]
     repo.close()
     if args.json:
         print_json([{"id": s.id, "short_id": s.id[:8], "time": s.time, "host": s.host,
@@ -206,6 +222,9 @@ def cmd_check(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_passphrase(args: argparse.Namespace, ctx: Context) -> int:
+    if ctx.remote(args) is not None:  # a key file here would put the key on the server
+        raise UsageError("This computer backs up to a Cairn server, whose archive key is "
+                         "managed with `cairn key` (see docs/agent-server.md).")
     repo = ctx.open_repo(args)
     old = ctx.env.get("CAIRN_PASSPHRASE")
     new = ctx.passphrase(confirm=True, var="CAIRN_NEW_PASSPHRASE", prompt="New passphrase: ")

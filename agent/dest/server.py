@@ -16,6 +16,7 @@ every piece sent or received, which is how the bandwidth limit applies.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -103,10 +104,8 @@ class ServerDestination:
     def remove(self, kind: str, name: str) -> None:
         check_name(kind, name)
         if kind == "locks":
-            try:
+            with contextlib.suppress(ObjectMissing):  # already gone: removing is idempotent
                 self._client.request("DELETE", f"{OBJECTS}/{kind}/{name}", missing=ObjectMissing)
-            except ObjectMissing:
-                pass  # already gone: removing is idempotent
             return
         self._client.request("POST", "/api/v1/archive/trash",
                              json={"objects": [{"kind": kind, "name": name}]})

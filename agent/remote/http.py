@@ -124,7 +124,7 @@ class _PinnedStream(httpcore.NetworkStream):
     def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
                   timeout: float | None = None) -> httpcore.NetworkStream:
         stream = self._inner.start_tls(ssl_context, server_hostname, timeout)
-        der = stream.get_extra_info("ssl_object").getpeercert(binary_form=True) or b""
+        der = stream.get_extra_info("ssl_object").getpeercert(True) or b""
         seen = hashlib.sha256(der).hexdigest()
         if seen != self._pin:
             stream.close()

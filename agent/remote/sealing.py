@@ -6,7 +6,8 @@ Wire format (JSON object, every bytes field standard base64)::
      "epk": <32-byte ephemeral public key>, "nonce": <12 bytes>, "ct": <ciphertext + 16-byte tag>}
 
     shared = X25519(ephemeral private, recipient public)
-    key    = HKDF-SHA256(shared, salt = epk || recipient public, info = "cairn sealed key v1|" + purpose)
+    key    = HKDF-SHA256(shared, salt = epk || recipient public,
+                         info = "cairn sealed key v1|" + purpose)
     ct     = AES-256-GCM(key, nonce, plaintext, aad = purpose)
 
 ``purpose`` is ``org-escrow`` (the archive key sealed to an organization) or

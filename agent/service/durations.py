@@ -26,7 +26,7 @@ def parse_duration(text: str, what: str = "duration") -> int:
 
 def format_duration(seconds: float) -> str:
     """A short human form: ``45s``, ``15m``, ``2h5m``, ``3d``."""
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     if seconds < 60:
         return f"{seconds}s"
     parts = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def dumps(doc: dict) -> str:
@@ -22,7 +22,7 @@ def dumps(doc: dict) -> str:
 
 def _table(doc: dict, path: tuple[str, ...], lines: list[str]) -> None:
     plain = {k: v for k, v in doc.items() if not isinstance(v, dict)}
-    tables = {k: v for k, v in doc.items() if isinstance(v, dict)}
+    tables = {k: v for k, v in doc.items() if isinstance(v, dict) and v}  # empty: left out
     if path and (plain or not tables):
         lines.append("")
         lines.append("[" + ".".join(_key(p) for p in path) + "]")
@@ -33,12 +33,12 @@ def _table(doc: dict, path: tuple[str, ...], lines: list[str]) -> None:
 
 
 def _key(key: str) -> str:
-    return key if _BARE_KEY.match(key) else _string(key)
+    return key if _BARE_KEY.fullmatch(key) else _string(key)
 
 
 def _string(text: str) -> str:
-    # JSON string escapes are a subset of TOML basic-string escapes.
-    return json.dumps(text, ensure_ascii=False)
+    # JSON string escapes are a subset of TOML basic-string escapes; TOML also forbids DEL.
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def _value(value: object) -> str:

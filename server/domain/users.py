@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from server.domain import audit
+from server.domain import archive_keys, audit
 from server.domain.access import Principal, require_rank_over
 from server.errors import BadRequest, Conflict, Forbidden, LicenseCapReached
 from server.metadata.models import (
@@ -111,6 +111,7 @@ def deactivate(session: Session, who: Principal, user: User) -> Archive:
     archive = session.scalars(select(Archive).where(Archive.user_id == user.id)).one()
     archive.delete_pending = True
     session.execute(delete(TrashedObject).where(TrashedObject.archive_id == archive.id))
+    archive_keys.forget_archive(session, archive.id, user.id)  # escrowed key and device keys
     audit.record(session, who.actor, "user.deactivate", org_id=user.org_id,
                  target=f"user:{user.id}", username=user.username,
                  devices_deactivated=devices.rowcount, bytes_deleted=archive.bytes_stored)
