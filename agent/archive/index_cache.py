@@ -158,6 +158,11 @@ class KnownIds:
     def __len__(self) -> int:
         return len(self._ids)
 
+    @property
+    def raw(self) -> bytes:
+        """The sorted IDs, concatenated (to hand to worker processes)."""
+        return self._ids.raw
+
     def __contains__(self, blob_id: bytes) -> bool:
         ids = self._ids
         i = bisect.bisect_left(ids, blob_id)
@@ -169,6 +174,10 @@ class _IdArray(Sequence[bytes]):
 
     def __init__(self, raw: bytes) -> None:
         self._raw = raw
+
+    @property
+    def raw(self) -> bytes:
+        return self._raw
 
     def __len__(self) -> int:
         return len(self._raw) // 32

@@ -23,7 +23,8 @@ import queue
 import socket
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +36,7 @@ from agent.archive.reach import count_missing
 from agent.archive.repository import Repository
 from agent.chunk.chunker import MIN_SIZE, Chunker
 from agent.codec.envelope import ObjectType, seal
+from agent.engine.procpool import seal_files, start_pool
 from agent.engine.progress import Progress
 from agent.engine.sink import PackSink
 from agent.errors import ArchiveError, Interrupted
@@ -44,6 +46,7 @@ from agent.scan.dircache import DirCache
 from agent.scan.walker import DirTask, ScanCounts, Walker
 
 BATCH_FILES = 128
+PROCESS_THRESHOLD = 1000  # small files seen before worker processes pay for their start-up
 BATCH_BYTES = 4 * 1024 * 1024
 _DONE = object()
 
@@ -57,6 +60,7 @@ class BackupOptions:
     excludes: tuple[str, ...] = ()
     skip_paths: tuple[Path, ...] = ()
     workers: int = (os.cpu_count() or 1) + 1  # one extra hides read latency on cold caches
+    processes: int = os.cpu_count() or 1  # worker processes for many small files; 0 = threads
     uploaders: int = 1
     count_totals: bool = False
     dirty_paths: frozenset[str] | None = None  # from a change journal; None = full scan
@@ -75,19 +79,24 @@ class BackupResult:
 
 
 class _Batch:
-    """Files read by one worker job; the tree builder waits on ``done``."""
+    """Files read by one worker job; the tree builder waits on it."""
 
-    __slots__ = ("future", "items", "size", "submitted")
+    __slots__ = ("apply", "future", "items", "size", "submitted")
 
     def __init__(self) -> None:
         self.items: list[tuple[str, dict]] = []
         self.size = 0
         self.submitted = threading.Event()
         self.future: Future | None = None
+        self.apply: Callable[[_Batch, object], None] | None = None  # process results
 
     def wait(self) -> None:
+        """Block until the batch is done (called by the tree-building thread only)."""
         self.submitted.wait()
-        cast(Future, self.future).result()
+        result = cast(Future, self.future).result()
+        if self.apply is not None:
+            apply, self.apply = self.apply, None
+            apply(self, result)
 
 
 class _FileReader:
@@ -102,6 +111,9 @@ class _FileReader:
         self._slots = threading.Semaphore(options.workers * 4)
         self._local = threading.local()
         self._batch = _Batch()
+        self._processes = options.processes
+        self._procs: ProcessPoolExecutor | None = None
+        self._small_files = 0
 
     def read_file(self, path: str, node: dict, task: DirTask) -> None:
         if node["size"] >= MIN_SIZE:
@@ -113,6 +125,7 @@ class _FileReader:
         batch = self._batch
         batch.items.append((path, node))
         batch.size += node["size"]
+        self._small_files += 1
         if not task.waits or task.waits[-1] is not batch:
             task.waits.append(batch)
         if len(batch.items) >= BATCH_FILES or batch.size >= BATCH_BYTES:
@@ -127,12 +140,42 @@ class _FileReader:
         while not self._slots.acquire(timeout=0.5):
             if self._cancel.is_set() or self.abort.is_set():
                 raise Interrupted("Backup cancelled.")
-        batch.future = self._pool.submit(self._run, batch.items)
+        if self._wants_process(batch):
+            if self._procs is None:
+                self._procs = start_pool(self._repo.keys, self._sink.known_at_start.raw,
+                                         self._processes)
+            batch.future = self._procs.submit(seal_files, [path for path, _ in batch.items])
+            batch.apply = self._apply
+        else:
+            batch.future = self._pool.submit(self._run, batch.items)
         batch.future.add_done_callback(lambda _: self._slots.release())
         batch.submitted.set()
 
+    def _wants_process(self, batch: _Batch) -> bool:
+        """Small-file batches go to processes once a run has many small files."""
+        small = all(node["size"] < MIN_SIZE for _, node in batch.items)
+        return small and self._processes > 0 and (
+            self._procs is not None or self._small_files >= PROCESS_THRESHOLD)
+
+    def _apply(self, batch: _Batch, result: object) -> None:
+        """Take a process batch's outcome: file nodes, then its sealed blobs."""
+        outcomes, blobs = cast(tuple, result)
+        sink, progress = self._sink, self._progress
+        for blob_id, sealed, raw_length in blobs:
+            sink.add(ObjectType.DATA, blob_id, sealed, raw_length)
+        for (_path, node), (ids, total, error) in zip(batch.items, outcomes, strict=True):
+            if error:
+                node["_error"] = error
+            else:
+                node["content"] = [i.hex() for i in ids]
+                node["size"] = total
+                progress.bytes_done += total
+            progress.files_done += 1
+
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._procs is not None:
+            self._procs.shutdown(wait=True, cancel_futures=True)
 
     def _chunker(self) -> Chunker:
         chunker = getattr(self._local, "chunker", None)

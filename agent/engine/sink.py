@@ -47,6 +47,10 @@ class PackSink:
         for t in self._threads:
             t.start()
 
+    @property
+    def known_at_start(self) -> KnownIds:
+        return self._known
+
     def known(self, blob_id: bytes) -> bool:
         """True if the archive has, or this run already added, the blob."""
         return blob_id in self._added or blob_id in self._known
