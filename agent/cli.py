@@ -125,7 +125,7 @@ def add_dest_options(parser: argparse.ArgumentParser, *, json_flag: bool = True)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from agent.commands import archive, keys, prune, server, service
+    from agent.commands import archive, keys, prune, server, service_args
 
     parser = argparse.ArgumentParser(
         prog="cairn", description="Cairn: encrypted, deduplicating backup.")
@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     server.register_commands(sub)
     keys.register_commands(sub)
     prune.register(sub)
-    service.register(sub)
+    service_args.register(sub)
     return parser
 
 

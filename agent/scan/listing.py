@@ -8,7 +8,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import blake3
 
 Entry = tuple[str, "os.stat_result | OSError"]
-PREFETCH_THREADS = 2
+PREFETCH_THREADS = 6
 
 
 def list_dir(path: str) -> list[Entry] | OSError:
