@@ -45,9 +45,9 @@ from agent.model.tree import encode_tree, sort_nodes
 from agent.scan.dircache import DirCache
 from agent.scan.walker import DirTask, ScanCounts, Walker
 
-BATCH_FILES = 128
+BATCH_FILES = 64
 PROCESS_THRESHOLD = 1000  # small files seen before worker processes pay for their start-up
-BATCH_BYTES = 4 * 1024 * 1024
+BATCH_BYTES = 2 * 1024 * 1024
 _DONE = object()
 
 
