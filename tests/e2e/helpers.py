@@ -19,10 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from tests.agent.cairn_cli import cairn_command
-from tests.server.helpers import START_TIMEOUT_S, ServerProcess, cli_command, free_port
+from tests.server.helpers import ServerProcess, start_server_process
 
 PASSWORD = "correct horse battery"
 ARCHIVE_PASSWORD = "archive secret passphrase"
@@ -31,30 +29,7 @@ ARCHIVE_PASSWORD = "archive secret passphrase"
 def launch_server(data: Path, port: int | None = None, *extra: str,
                   env: dict[str, str] | None = None) -> ServerProcess:
     """Start ``cairn-server serve`` on ``port`` (default: a free one); wait until it answers."""
-    port = port or free_port()
-    scheme = "https" if "--tls-cert" in extra else "http"
-    url = f"{scheme}://127.0.0.1:{port}"
-    log = data.parent / f"{data.name}-server-{port}-{secrets.token_hex(2)}.log"
-    cmd = [*cli_command(), "serve", "--data", str(data), "--port", str(port),
-           "--purge-interval", "0", "--log-level", "warning", *extra]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, **(env or {})})
-    http = httpx.Client(base_url=url, timeout=60, verify=False)
-    server = ServerProcess(url, data, proc, log, http)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"cairn-server exited with {proc.returncode}:\n"
-                                 f"{server.log_text()[-4000:]}")
-        try:
-            if http.get("/api/v1/health").status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    server.stop()
-    raise AssertionError(f"cairn-server did not start:\n{server.log_text()[-4000:]}")
+    return start_server_process(data, "--log-level", "warning", *extra, env=env, port=port)
 
 
 @dataclass

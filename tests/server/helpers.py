@@ -102,13 +102,13 @@ class ServerProcess:
                 self.proc.wait()
 
 
-def start_server_process(data: Path, *extra: str,
-                         env: dict[str, str] | None = None) -> ServerProcess:
-    """Start ``cairn-server serve`` on a free loopback port; wait until it answers."""
-    port = free_port()
+def start_server_process(data: Path, *extra: str, env: dict[str, str] | None = None,
+                         port: int | None = None) -> ServerProcess:
+    """Start ``cairn-server serve`` on ``port`` (default: a free loopback port); wait for it."""
+    port = port or free_port()
     scheme = "https" if "--tls-cert" in extra else "http"
     url = f"{scheme}://127.0.0.1:{port}"
-    log = data.parent / f"{data.name}-server-{port}.log"
+    log = data.parent / f"{data.name}-server-{port}-{secrets.token_hex(2)}.log"
     cmd = [*cli_command(), "serve", "--data", str(data), "--port", str(port),
            "--purge-interval", "0", *extra]
     with log.open("wb") as out:
