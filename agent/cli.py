@@ -125,7 +125,7 @@ def add_dest_options(parser: argparse.ArgumentParser, *, json_flag: bool = True)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from agent.commands import archive, keys, prune, server, service_args
+    from agent.commands import admin, archive, keys, prune, server, service_args
 
     parser = argparse.ArgumentParser(
         prog="cairn", description="Cairn: encrypted, deduplicating backup.")
@@ -136,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys.register_commands(sub)
     prune.register(sub)
     service_args.register(sub)
+    admin.register(sub)
     return parser
 
 

@@ -10,7 +10,18 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 
 from server import __version__
-from server.api import auth, devices, keys, objects, orgs, problems, register, reports, users
+from server.api import (
+    admin_archive,
+    auth,
+    devices,
+    keys,
+    objects,
+    orgs,
+    problems,
+    register,
+    reports,
+    users,
+)
 from server.api.limits import BodyLimit
 from server.api.schemas import Health
 from server.config import ServeOptions
@@ -67,7 +78,8 @@ def create_app(rt: Runtime, options: ServeOptions) -> FastAPI:
     app.state.options = options
     problems.install(app)
     app.add_middleware(BodyLimit)
-    for module in (register, objects, auth, orgs, users, devices, reports, keys):
+    for module in (register, objects, auth, orgs, users, devices, reports, keys,
+                   admin_archive):
         app.include_router(module.router)
 
     @app.get("/api/v1/health", response_model=Health, tags=["server"])

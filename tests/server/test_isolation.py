@@ -92,6 +92,9 @@ ADMIN_ROUTES = [
     ("POST", "/api/v1/users/{user_id}/deactivate", {"confirm_username": "x@example.test"}),
     ("GET", "/api/v1/users/{user_id}/devices", None),
     ("POST", "/api/v1/users/{user_id}/archive/restore-trash", {}),
+    ("GET", "/api/v1/users/{user_id}/archive/objects/{kind}", None),
+    ("GET", "/api/v1/users/{user_id}/archive/objects/{kind}/{name}", None),
+    ("POST", "/api/v1/users/{user_id}/archive/key", {"public_key": "{public_key}"}),
     ("GET", "/api/v1/devices/{device_id}", None),
     ("POST", "/api/v1/devices/{device_id}/deactivate", None),
     ("GET", "/api/v1/reports/licenses?org_id={org_id}", None),
@@ -112,6 +115,8 @@ def admin_routes(w: World, missing: bool) -> list[tuple[str, str, Any]]:
     real = {"org_id": w.a1["id"], "user_id": w.victim.user_id,
             "device_id": w.victim.device_id, "msp_id": w.msp_a.org_id}
     ids = {k: secrets.token_hex(16) for k in real} if missing else real
+    ids |= {"kind": "data", "name": w.victim_objects["data"],
+            "public_key": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}
     routes = []
     for method, template, body in ADMIN_ROUTES:
         if isinstance(body, dict):
