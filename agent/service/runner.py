@@ -211,10 +211,12 @@ class BackupRunner:
         skip = tuple(p for p in (spec.path, env.layout.home) if p is not None)
         fields = {"device": env.device_id, "username": username(),
                   **env.archives.backup_fields(cfg)}
+        workers = env.decision().workers  # the CPU share in force bounds threads and processes
         options = BackupOptions(
             paths=tuple(Path(p).expanduser().absolute() for p in cfg.paths),
             excludes=excludes.exclude_globs(cfg.exclude, cfg.builtin_excludes, tagged),
-            skip_paths=skip, workers=env.decision().workers, count_totals=run.scan == "full",
+            skip_paths=skip, workers=workers, processes=workers if workers > 1 else 0,
+            count_totals=run.scan == "full",
             dirty_paths=taken.dirty if run.scan == "changes" and taken else None,
             cancel=run.cancel, **fields)
         try:
