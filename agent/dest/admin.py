@@ -16,13 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agent.codec.keys import ArchiveKeys
-from agent.dest.base import KINDS, ObjectMissing, check_name
+from agent.dest.server import ServerDestination
 from agent.errors import DestinationError, IntegrityError, ServerRefused
 from agent.remote import sealing
 from agent.remote.http import ServerClient, ServerConfig
 
 ADMIN_RESTORE = "admin-restore"
-RANGE_NOT_SATISFIABLE = 416
 _ID_RE = re.compile(r"\A[0-9a-f]{32}\Z")
 
 
@@ -79,45 +78,12 @@ def fetch_keys(client: ServerClient, user_id: str, username: str) -> ArchiveKeys
     return keys
 
 
-class AdminArchiveDestination:
+class AdminArchiveDestination(ServerDestination):
     """One user's archive, read-only, through an admin session."""
 
     def __init__(self, client: ServerClient, user_id: str, staging: Path) -> None:
-        self._client = client
-        self._base = f"/api/v1/users/{user_id}/archive/objects"
-        self._staging = staging
+        super().__init__(client, staging, objects=f"/api/v1/users/{user_id}/archive/objects")
         self.description = f"{client.config.url} (user {user_id}, read-only)"
-
-    def is_empty(self) -> bool:
-        return not any(self.list(kind) for kind in KINDS)
-
-    def list(self, kind: str) -> dict[str, int]:
-        if kind not in KINDS:
-            return {}
-        doc = self._client.request("GET", f"{self._base}/{kind}").json()
-        return {obj["name"]: int(obj["size"]) for obj in doc["objects"]}
-
-    def read(self, kind: str, name: str, offset: int = 0, length: int | None = None) -> bytes:
-        check_name(kind, name)
-        if length == 0:
-            return b""
-        headers = {}
-        if offset or length is not None:
-            end = "" if length is None else str(offset + length - 1)
-            headers["Range"] = f"bytes={offset}-{end}"
-        try:
-            return b"".join(self._client.get_chunks(f"{self._base}/{kind}/{name}", headers,
-                                                    self._missing(kind, name)))
-        except ServerRefused as exc:
-            if exc.status == RANGE_NOT_SATISFIABLE:  # the range starts past the end
-                return b""
-            raise
-
-    def _missing(self, kind: str, name: str) -> Callable[[str], Exception]:
-        def build(_detail: str) -> Exception:
-            return ObjectMissing(f"{kind}/{name} is missing from the archive on "
-                                 f"{self.description}.")
-        return build
 
     def _refuse(self) -> None:
         raise DestinationError("An administrator's access to a user's archive is read-only.")
@@ -130,7 +96,3 @@ class AdminArchiveDestination:
 
     def remove(self, kind: str, name: str) -> None:
         self._refuse()
-
-    def staging_dir(self) -> Path:
-        self._staging.mkdir(parents=True, exist_ok=True)
-        return self._staging

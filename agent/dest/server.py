@@ -40,8 +40,9 @@ class ServerDestination:
     """The calling device's archive on a Cairn server."""
 
     def __init__(self, client: ServerClient, staging: Path,
-                 pace: Callable[[int], None] | None = None) -> None:
+                 pace: Callable[[int], None] | None = None, *, objects: str = OBJECTS) -> None:
         self._client = client
+        self._objects = objects  # the object routes' base path
         self._staging = staging
         self._pace = pace or _no_pace
         self.description = client.config.url
@@ -52,7 +53,7 @@ class ServerDestination:
     def list(self, kind: str) -> dict[str, int]:
         if kind not in KINDS:
             return {}
-        doc = self._client.request("GET", f"{OBJECTS}/{kind}").json()
+        doc = self._client.request("GET", f"{self._objects}/{kind}").json()
         return {obj["name"]: int(obj["size"]) for obj in doc["objects"]}
 
     def read(self, kind: str, name: str, offset: int = 0, length: int | None = None) -> bytes:
@@ -65,7 +66,7 @@ class ServerDestination:
             headers["Range"] = f"bytes={offset}-{end}"
         pieces = []
         try:
-            for piece in self._client.get_chunks(f"{OBJECTS}/{kind}/{name}", headers,
+            for piece in self._client.get_chunks(f"{self._objects}/{kind}/{name}", headers,
                                                  self._missing(kind, name)):
                 self._pace(len(piece))
                 pieces.append(piece)
@@ -84,13 +85,13 @@ class ServerDestination:
     def put_bytes(self, kind: str, name: str, data: bytes) -> None:
         check_name(kind, name)
         self._pace(len(data))
-        self._client.request("PUT", f"{OBJECTS}/{kind}/{name}", content=data,
+        self._client.request("PUT", f"{self._objects}/{kind}/{name}", content=data,
                              headers={"Content-Type": "application/octet-stream"})
 
     def put_file(self, kind: str, name: str, path: Path) -> None:
         check_name(kind, name)
         size = path.stat().st_size
-        self._client.request("PUT", f"{OBJECTS}/{kind}/{name}", content=self._pieces(path),
+        self._client.request("PUT", f"{self._objects}/{kind}/{name}", content=self._pieces(path),
                              headers={"Content-Length": str(size),
                                       "Content-Type": "application/octet-stream"})
         path.unlink(missing_ok=True)
@@ -105,7 +106,8 @@ class ServerDestination:
         check_name(kind, name)
         if kind == "locks":
             with contextlib.suppress(ObjectMissing):  # already gone: removing is idempotent
-                self._client.request("DELETE", f"{OBJECTS}/{kind}/{name}", missing=ObjectMissing)
+                self._client.request("DELETE", f"{self._objects}/{kind}/{name}",
+                                     missing=ObjectMissing)
             return
         self._client.request("POST", "/api/v1/archive/trash",
                              json={"objects": [{"kind": kind, "name": name}]})
