@@ -62,6 +62,8 @@ def make_tools(names: str, workdir: Path) -> list[Tool]:
     missing = [sentence for tool in tools if (sentence := tool.missing())]
     if missing:
         raise BenchError(" ".join(missing) + " Or leave it out with --tools.")
+    for tool in tools:
+        tool.prepare()
     return tools
 
 

@@ -13,6 +13,13 @@ The gear table is XOR-ed with a 63-bit seed derived from the archive key, so
 chunk boundaries (and thus blob sizes an observer sees) do not fingerprint
 known files across archives. Files smaller than the minimum are one blob and
 never reach the chunker.
+
+Streams are cut from one reusable buffer per chunker of ``MAX_SIZE`` + 1 MiB
+(pyfastcdc's own ``cut_stream`` allocates twice ``MAX_SIZE`` per file). A cut
+depends only on the bytes before it, so every chunk is final except one that
+ends where the buffer's data ends (short of ``MAX_SIZE``, before end of file):
+that tail is kept and cut again after the next read, and the boundaries equal
+those of the whole file in memory.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from pyfastcdc import FastCDC
 MIN_SIZE = 512 * 1024
 AVG_PARAM = 768 * 1024
 MAX_SIZE = 8 * 1024 * 1024
+STREAM_BUFFER = MAX_SIZE + 1024 * 1024
 
 
 class Chunker:
@@ -32,11 +40,35 @@ class Chunker:
 
     def __init__(self, seed: int) -> None:
         self._cdc = FastCDC(AVG_PARAM, min_size=MIN_SIZE, max_size=MAX_SIZE, seed=seed)
+        self._buffer: bytearray | None = None
 
     def chunks(self, stream: BinaryIO) -> Iterator[memoryview]:
         """Chunks of ``stream``; each view is valid only until the next one is produced."""
-        for chunk in self._cdc.cut_stream(stream):
-            yield chunk.data
+        if self._buffer is None:
+            self._buffer = bytearray(STREAM_BUFFER)
+        view = memoryview(self._buffer)
+        start = end = 0
+        eof = False
+        while True:
+            if not eof and end - start < MAX_SIZE:
+                view[: end - start] = view[start:end]  # keep the undecided tail
+                start, end = 0, end - start
+                while end < STREAM_BUFFER:
+                    read = stream.readinto(view[end:])
+                    if not read:
+                        eof = True
+                        break
+                    end += read
+            if start == end:
+                return
+            consumed = 0
+            for chunk in self._cdc.cut_buf(view[start:end]):
+                if (not eof and chunk.offset + chunk.length == end - start
+                        and chunk.length < MAX_SIZE):
+                    break  # cut only because the buffer ended: read more first
+                yield chunk.data
+                consumed = chunk.offset + chunk.length
+            start += consumed
 
     def chunks_of(self, data: bytes) -> Iterator[memoryview]:
         """Chunks of an in-memory buffer (tests and small inputs)."""

@@ -85,7 +85,8 @@ class ServerDestination:
     def put_bytes(self, kind: str, name: str, data: bytes) -> None:
         check_name(kind, name)
         self._pace(len(data))
-        self._client.request("PUT", f"{self._objects}/{kind}/{name}", content=data,
+        # bytes(): httpx would stream a bytearray (a sealed object) as an iterable of ints.
+        self._client.request("PUT", f"{self._objects}/{kind}/{name}", content=bytes(data),
                              headers={"Content-Type": "application/octet-stream"})
 
     def put_file(self, kind: str, name: str, path: Path) -> None:

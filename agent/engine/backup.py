@@ -2,10 +2,14 @@
 
 Threads and their jobs:
 
+- crawl threads list folders ahead of the walker (``agent.scan.crawler``), through
+  lister processes when ``cairn backup`` forked them at start-up;
 - the walker thread walks the sources (``agent.scan.walker``) and hands changed
   files to the worker pool in batches (small files) or one by one (large ones);
-- worker threads each take whole files: read, chunk, hash, skip known blobs,
-  compress and encrypt the rest, and give sealed blobs to the ``PackSink``;
+- worker threads each take whole large files: read, chunk, hash, skip known
+  blobs, compress and encrypt the rest, and give sealed blobs to the ``PackSink``;
+  batches of small files go to worker processes (``agent.engine.procpool``) once
+  a run has many, and their sealed blobs are packed as soon as a batch returns;
 - uploader threads (inside the sink) store full packs and checkpoint the index;
 - the calling thread builds tree blobs in post-order as their files complete,
   then writes the final index and the snapshot.
@@ -23,7 +27,6 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -59,7 +62,7 @@ class BackupOptions:
     username: str = ""
     excludes: tuple[str, ...] = ()
     skip_paths: tuple[Path, ...] = ()
-    workers: int = (os.cpu_count() or 1) + 1  # one extra hides read latency on cold caches
+    workers: int = os.cpu_count() or 1  # threads for large files (a third added memory, not speed)
     processes: int = os.cpu_count() or 1  # worker processes for many small files; 0 = threads
     uploaders: int = 1
     count_totals: bool = False
@@ -81,22 +84,25 @@ class BackupResult:
 class _Batch:
     """Files read by one worker job; the tree builder waits on it."""
 
-    __slots__ = ("apply", "future", "items", "size", "submitted")
+    __slots__ = ("applied", "error", "future", "items", "size", "submitted")
 
     def __init__(self) -> None:
         self.items: list[tuple[str, dict]] = []
         self.size = 0
         self.submitted = threading.Event()
         self.future: Future | None = None
-        self.apply: Callable[[_Batch, object], None] | None = None  # process results
+        self.applied: threading.Event | None = None  # process batches: outcome taken
+        self.error: BaseException | None = None
 
     def wait(self) -> None:
         """Block until the batch is done (called by the tree-building thread only)."""
         self.submitted.wait()
-        result = cast(Future, self.future).result()
-        if self.apply is not None:
-            apply, self.apply = self.apply, None
-            apply(self, result)
+        if self.applied is None:
+            cast(Future, self.future).result()
+            return
+        self.applied.wait()
+        if self.error is not None:
+            raise self.error
 
 
 class _FileReader:
@@ -108,7 +114,10 @@ class _FileReader:
         self._cancel = options.cancel
         self.abort = threading.Event()
         self._pool = ThreadPoolExecutor(options.workers, thread_name_prefix="chunk")
-        self._slots = threading.Semaphore(options.workers * 4)
+        self._slots = threading.Semaphore(options.workers * 4)  # thread jobs queued or running
+        # Process batches queued, running, or with sealed bytes not yet packed: each
+        # holds up to BATCH_BYTES of blobs, so this bounds that memory.
+        self._proc_slots = threading.Semaphore(max(1, options.processes) * 2)
         self._local = threading.local()
         self._batch = _Batch()
         self._processes = options.processes
@@ -137,18 +146,21 @@ class _FileReader:
             self._submit(batch)
 
     def _submit(self, batch: _Batch) -> None:
-        while not self._slots.acquire(timeout=0.5):
+        to_process = self._wants_process(batch)
+        slots = self._proc_slots if to_process else self._slots
+        while not slots.acquire(timeout=0.5):
             if self._cancel.is_set() or self.abort.is_set():
                 raise Interrupted("Backup cancelled.")
-        if self._wants_process(batch):
+        if to_process:
             if self._procs is None:
                 self._procs = start_pool(self._repo.keys, self._sink.known_at_start.raw,
                                          self._processes)
+            batch.applied = threading.Event()
             batch.future = self._procs.submit(seal_files, [path for path, _ in batch.items])
-            batch.apply = self._apply
+            batch.future.add_done_callback(lambda future: self._take_outcome(batch, future))
         else:
             batch.future = self._pool.submit(self._run, batch.items)
-        batch.future.add_done_callback(lambda _: self._slots.release())
+            batch.future.add_done_callback(lambda _: self._slots.release())
         batch.submitted.set()
 
     def _wants_process(self, batch: _Batch) -> bool:
@@ -157,8 +169,24 @@ class _FileReader:
         return small and self._processes > 0 and (
             self._procs is not None or self._small_files >= PROCESS_THRESHOLD)
 
+    def _take_outcome(self, batch: _Batch, future: Future) -> None:
+        """As soon as a process batch is done, pack its blobs and fill in its file nodes.
+
+        Runs on the pool's result thread, before the batch's slot is freed: the
+        sealed bytes of a finished batch never wait for the tree builder, so at
+        most ``processes * 2`` batches' bytes are in memory at once.
+        """
+        try:
+            self._apply(batch, future.result())
+        except BaseException as exc:  # the worker failed, or the sink: the tree builder raises
+            batch.error = exc
+        finally:
+            batch.future = None  # the future holds the sealed bytes while it is referenced
+            cast(threading.Event, batch.applied).set()
+            self._proc_slots.release()
+
     def _apply(self, batch: _Batch, result: object) -> None:
-        """Take a process batch's outcome: file nodes, then its sealed blobs."""
+        """Take a process batch's outcome: its sealed blobs, then its file nodes."""
         outcomes, blobs = cast(tuple, result)
         sink, progress = self._sink, self._progress
         for blob_id, sealed, raw_length in blobs:

@@ -1,14 +1,12 @@
-"""Folder listings (names + lstat) loaded ahead of the walker, and their fingerprints."""
+"""Folder listings (names + lstat) and their fingerprints."""
 
 from __future__ import annotations
 
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
 
 import blake3
 
 Entry = tuple[str, "os.stat_result | OSError"]
-PREFETCH_THREADS = 6
 
 
 def list_dir(path: str) -> list[Entry] | OSError:
@@ -41,28 +39,3 @@ def fingerprint(listing: list[tuple[str, os.stat_result]]) -> bytes:
         for name, st in listing
     )
     return blake3.blake3(text.encode("utf-8", "surrogateescape")).digest(16)
-
-
-def _list_many(paths: list[str]) -> list[list[Entry] | OSError]:
-    return [list_dir(path) for path in paths]
-
-
-class Lister:
-    """Lists folders on a small thread pool ahead of the walker (I/O overlaps)."""
-
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(PREFETCH_THREADS, thread_name_prefix="scan")
-        self._pending: dict[str, tuple[Future, int]] = {}
-
-    def prefetch(self, paths: list[str]) -> None:
-        """Start listing ``paths`` (one job for the lot: fewer thread wake-ups)."""
-        future = self._pool.submit(_list_many, paths)
-        for i, path in enumerate(paths):
-            self._pending[path] = (future, i)
-
-    def take(self, path: str) -> list[Entry] | OSError:
-        pending = self._pending.pop(path, None)
-        return pending[0].result()[pending[1]] if pending else list_dir(path)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)

@@ -1,7 +1,7 @@
 """Walks backup sources and compares them with what the archive already has.
 
-For each folder the walker lists its entries (names + lstat, loaded ahead on a
-small thread pool) and decides:
+For each folder the walker lists its entries (names + lstat, read ahead by
+``agent.scan.crawler``) and decides:
 
 - **clean** — the folder cache (``agent.scan.dircache``) has the same listing
   fingerprint and every subfolder is clean too: its tree ID is reused as is,
@@ -30,10 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.model.tree import decode_name, encode_name
+from agent.scan.crawler import Crawler, adopt_early
 from agent.scan.dircache import DirCache
-from agent.scan.listing import Lister, fingerprint
-
-PREFETCH_AHEAD = 64
+from agent.scan.listing import Entry, fingerprint
 
 
 @dataclass
@@ -89,6 +88,17 @@ def _read_xattrs(path: str, node: dict) -> None:
         pass  # Not supported here, or vanished: metadata only.
 
 
+def _read_dir_xattrs(folder: str, nodes: list[dict]) -> None:
+    """Extended attributes of the folders among a rebuilt folder's nodes.
+
+    Read only when the parent's tree is rebuilt: a folder reused whole needs none,
+    and a change of a subfolder's xattrs moves its ctime, so its parent is rebuilt.
+    """
+    for node in nodes:
+        if node["type"] == "dir" and "xattrs" not in node:
+            _read_xattrs(_join(folder, decode_name(node, "name")), node)
+
+
 def _unchanged(old: dict | None, st: os.stat_result) -> bool:
     return (old is not None and old.get("type") == "file" and "content" in old
             and old.get("size") == st.st_size and old.get("mtime_ns") == st.st_mtime_ns
@@ -126,11 +136,13 @@ class Walker:
         self._on_error = on_error
         self._dircache, self._tree_known = dircache, tree_known
         self._exclude_if_present = frozenset(exclude_if_present)
-        self._lister = Lister()
+        self._crawler: Crawler  # set by walk()
         self.counts = ScanCounts()
 
     def walk(self, paths: list[Path], parent_tree: str | None) -> None:
         """Walk every source path; emits the root DirTask last."""
+        roots = [str(p) for p in paths]
+        self._crawler = adopt_early(roots, self._crawl_children) or Crawler(self._crawl_children)
         try:
             prefix: dict = {}
             for p in paths:
@@ -139,14 +151,14 @@ class Walker:
                     node = node.setdefault(part, {})
                 node[None] = True  # marks a backed-up path
             if self._dircache:
-                self._dircache.load([str(p) for p in paths])
+                self._dircache.load(roots)
             root = DirTask(path="", node=None)
             old = _OldTree(self._load_tree, parent_tree)
             for name, sub in sorted(prefix.items()):
                 self._visit_prefix(_anchor_path(name), name, sub, old, root)
             self._emit(root)
         finally:
-            self._lister.close()
+            self._crawler.close()
 
     def _visit_prefix(self, path: str, name: str, sub: dict, old: _OldTree,
                       parent: DirTask) -> None:
@@ -162,6 +174,7 @@ class Walker:
         children = _OldTree(self._load_tree, self._old_tree_id(path, old.get(name)))
         for child, child_sub in sorted(sub.items()):
             self._visit_prefix(_join(path, child), child, child_sub, children, task)
+        _read_dir_xattrs(path, task.nodes)
         self._finish_dir(task, parent)
 
     def _visit(self, path: str, name: str, st: os.stat_result | None, old: _OldTree,
@@ -224,41 +237,56 @@ class Walker:
 
     def _walk_dir(self, path: str, node: dict, old_tree: str | None, parent: DirTask) -> bool:
         if os.path.normcase(path) in self._skip:
+            self._crawler.forget(path)
             return False
-        _read_xattrs(path, node)
         if self._journal_clean(path, old_tree):
+            self._crawler.forget(path)
             self._reuse_subtree(node, old_tree, parent)
             return True
         listing, complete = self._listing(path)
         if self._exclude_if_present and any(n in self._exclude_if_present for n, _ in listing):
+            for name, _st in listing:
+                self._crawler.forget(_join(path, name))
             return True  # e.g. CACHEDIR.TAG: the folder is left out entirely
         fp = fingerprint(listing) if complete else None
         cached = self._dircache.get(path) if self._dircache and fp else None
         task = DirTask(path=path, node=node, old_tree=old_tree, fingerprint=fp)
         old = _OldTree(self._load_tree, old_tree)
-        subdirs = [(n, st) for n, st in listing if stat.S_ISDIR(st.st_mode)]
         all_clean = True
-        for i, (name, st) in enumerate(subdirs):
-            if i % PREFETCH_AHEAD == 0:
-                ahead = [_join(path, n) for n, _ in subdirs[i : i + PREFETCH_AHEAD]]
-                # Folders the journal lets us reuse are never listed: don't prefetch them.
-                self._lister.prefetch([p for p in ahead if not self._journal_clean(p, "old")])
-            all_clean &= self._visit(_join(path, name), name, st, old, task)
+        for name, st in listing:
+            if stat.S_ISDIR(st.st_mode):
+                all_clean &= self._visit(_join(path, name), name, st, old, task)
         if all_clean and cached is not None and cached[0] == fp and self._tree_known(cached[1]):
             self._count_clean(listing)
             node["subtree"] = cached[1]
             parent.nodes.append(node)
             return True
         self.counts.dirs += 1
+        _read_dir_xattrs(path, task.nodes)
         for name, st in listing:
             if not stat.S_ISDIR(st.st_mode):
                 self._visit(_join(path, name), name, st, old, task)
         self._finish_dir(task, parent)
         return False
 
+    def _crawl_children(self, path: str, raw: list[Entry]) -> list[tuple[str, str]]:
+        """The subfolders of a listed folder that the walk will list too (crawled ahead)."""
+        if self._exclude_if_present and any(name in self._exclude_if_present for name, _ in raw):
+            return []
+        picked = []
+        for name, st in raw:
+            if isinstance(st, OSError) or not stat.S_ISDIR(st.st_mode):
+                continue
+            child = _join(path, name)
+            if (self._excludes and self._excluded(child, name)) or (
+                    os.path.normcase(child) in self._skip) or self._journal_clean(child, "old"):
+                continue
+            picked.append((name, child))
+        return picked
+
     def _listing(self, path: str) -> tuple[list[tuple[str, os.stat_result]], bool]:
         """The folder's entries minus excluded ones; False if some could not be read."""
-        raw = self._lister.take(path)
+        raw = self._crawler.take(path)
         self.counts.dirs_listed += 1
         if isinstance(raw, OSError):
             self._on_error(f"{path}: {raw.strerror}")
@@ -269,8 +297,10 @@ class Walker:
             if isinstance(st, OSError):
                 self._on_error(f"{child}: {st.strerror}")
                 complete = False
-            elif not (self._excludes and self._excluded(child, name)) and (
-                    os.path.normcase(child) not in self._skip):
+            elif (self._excludes and self._excluded(child, name)) or (
+                    os.path.normcase(child) in self._skip):
+                self._crawler.forget(child)
+            else:
                 listing.append((name, st))
         return listing, complete
 

@@ -55,6 +55,9 @@ class Tool:
         """The settings that matter for comparing results (compression, encryption)."""
         raise NotImplementedError
 
+    def prepare(self) -> None:
+        """Untimed set-up before the first phase (none for most tools)."""
+
     def init_command(self) -> Command | None:
         """The untimed command that creates the repository, if the tool needs one."""
         return None
@@ -180,6 +183,17 @@ class Cairn(Tool):
             last = (probe.stderr.strip().splitlines() or ["no output"])[-1]
             return f"Cairn's CLI at {self.exe} does not work (`cairn backup --help`: {last})."
         return None
+
+    def prepare(self) -> None:
+        """Byte-compile Cairn's modules, as ``pip install`` does for an installed package.
+
+        The development checkout is an editable install, which is never compiled, and
+        with PYTHONDONTWRITEBYTECODE set every run would compile its modules again.
+        """
+        import agent
+
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(agent.__file__).parent)],
+                       check=True, stdout=subprocess.DEVNULL)
 
     def version(self) -> str:
         try:

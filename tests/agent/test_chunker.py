@@ -24,6 +24,17 @@ def cut_stream(seed: int, data: bytes) -> list[bytes]:
     return [bytes(c) for c in Chunker(seed).chunks(io.BytesIO(data))]
 
 
+class TrickleReader(io.BytesIO):
+    """A stream whose reads return at most ``step`` bytes (pipes, network files)."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        super().__init__(data)
+        self._step = step
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        return super().readinto(memoryview(buffer)[: self._step])
+
+
 def boundaries(chunks: list[bytes]) -> list[int]:
     return list(itertools.accumulate(len(c) for c in chunks))
 
@@ -57,6 +68,21 @@ def test_same_seed_gives_same_boundaries_in_memory_and_streamed(
     first = cut(seed, data)
     assert cut(seed, data) == first
     assert cut_stream(seed, data) == first  # small files use chunks_of, big ones chunks
+
+
+@few
+@given(seed=seeds, size=st.integers(MAX_SIZE, 3 * MAX_SIZE), data_seed=st.integers(0, 2**32),
+       step=st.sampled_from([4096, 777_777, 3 * MiB, 64 * MiB]), zero_run=st.booleans())
+def test_streams_longer_than_the_buffer_cut_like_the_whole_file(
+        seed: int, size: int, data_seed: int, step: int, zero_run: bool) -> None:
+    data = random_bytes(size, data_seed)
+    if zero_run:  # a forced cut at MAX_SIZE that ends exactly where a read ended
+        data = data[:MiB] + bytes(MAX_SIZE + MiB) + data[MiB:]
+    streamed = [bytes(c) for c in Chunker(seed).chunks(TrickleReader(data, step))]
+    assert streamed == cut(seed, data)
+    chunker = Chunker(seed)  # one chunker (one thread) reuses its buffer file after file
+    for _ in range(2):
+        assert [bytes(c) for c in chunker.chunks(io.BytesIO(data))] == streamed
 
 
 @few

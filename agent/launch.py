@@ -1,0 +1,49 @@
+"""The ``cairn`` console script: starts reading the disk before the rest of Cairn loads.
+
+On a cold cache, ``cairn backup`` is bound by listing folders from disk. Loading
+Cairn's modules and deriving the archive key take a few hundred milliseconds,
+so for ``cairn backup PATH...`` the crawl of the named folders starts here, on
+threads, and the walk adopts it (``agent.scan.crawler``). Only ``os``, ``sys``
+and the crawler are imported first; everything else is ``agent.cli``'s.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+SWITCH_INTERVAL_S = 0.0005
+VALUE_OPTIONS = frozenset({"--dest", "--exclude", "--limit-rate"})  # of `cairn backup`
+
+
+def backup_folders(argv: list[str]) -> list[str]:
+    """The folders a ``cairn backup`` command line names (absolute), else none."""
+    if not argv or argv[0] != "backup":
+        return []
+    folders, skip_value = [], False
+    for arg in argv[1:]:
+        if skip_value:
+            skip_value = False
+        elif arg in VALUE_OPTIONS:
+            skip_value = True
+        elif arg == "--":
+            return []  # unusual enough to leave to the normal walk
+        elif not arg.startswith("-"):
+            path = os.path.abspath(os.path.expanduser(arg))
+            if os.path.isdir(path) and not os.path.islink(path):
+                folders.append(path)
+    return folders
+
+
+def main() -> int:
+    folders = backup_folders(sys.argv[1:])
+    if folders:
+        from agent.scan.crawler import start_early
+
+        # The crawl threads wait for the GIL after every system call; with the default
+        # 5 ms switch interval, imports and the walk starve them (measured: 0.4 s slower).
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        start_early(folders)
+    from agent.cli import main as cli_main
+
+    return cli_main()

@@ -1,0 +1,257 @@
+"""Lists folders on a few threads ahead of a depth-first walker.
+
+On a cold cache a walk is bound by the disk and the kernel (reading directory
+blocks and inodes), not by Python: several folders must be in flight at once to
+keep the disk busy. The crawler lists folders in the walker's own order (a
+depth-first pre-order, names sorted), always taking the earliest folder still
+pending, so the listings it holds are the ones the walker needs next. It stops
+while ``max_entries`` listed entries wait unclaimed, which bounds its memory
+whatever the size of the tree; the walker lists a folder itself when it gets
+there first.
+
+``cairn backup`` starts a crawl of the named folders before it imports the rest
+of Cairn and derives the archive key (``start_early``); the walker adopts it and
+tells it what to leave out (``set_picker``, ``forget``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import threading
+from collections import deque
+from collections.abc import Callable
+
+from agent.scan.listing import Entry, list_dir
+from agent.scan.listproc import ListerProcess, can_fork
+
+Listing = list[Entry] | OSError
+ChildPicker = Callable[[str, list[Entry]], list[tuple[str, str]]]  # → (name, path) to crawl
+CRAWL_THREADS = 3  # lister processes (else threads); measured best on a cold 2-core VM
+MAX_ENTRIES = 20_000
+PIPELINE = 16  # requests outstanding per lister process
+
+_RUNNING = object()
+_early: tuple[list[str], Crawler] | None = None
+
+
+def every_subfolder(path: str, listing: list[Entry]) -> list[tuple[str, str]]:
+    """The crawl's default: every subfolder, until the walker says what it leaves out."""
+    prefix = path if path.endswith(os.sep) else path + os.sep
+    return [(name, prefix + name) for name, st in listing
+            if not isinstance(st, OSError) and (st.st_mode & 0o170000) == 0o040000]
+
+
+def start_early(roots: list[str]) -> None:
+    """Start crawling ``roots`` (absolute folder paths) for a walk that starts later.
+
+    Call it while the process has one thread: it forks the lister processes.
+    """
+    global _early
+    processes = [ListerProcess() for _ in range(CRAWL_THREADS)] if can_fork() else []
+    crawler = Crawler(every_subfolder, processes=processes)
+    crawler.seed(roots)
+    _early = (sorted(roots), crawler)
+
+
+def adopt_early(roots: list[str], pick_children: ChildPicker) -> Crawler | None:
+    """The early crawl, if it was started for exactly these roots (else it is stopped)."""
+    global _early
+    early, _early = _early, None
+    if early is None:
+        return None
+    if early[0] != sorted(roots):
+        early[1].close()
+        return None
+    early[1].set_picker(pick_children)
+    return early[1]
+
+
+class Crawler:
+    """Lists folders ahead of the walker; ``take`` returns each folder's listing once."""
+
+    def __init__(self, pick_children: ChildPicker, *, threads: int = CRAWL_THREADS,
+                 max_entries: int = MAX_ENTRIES,
+                 processes: list[ListerProcess] | None = None) -> None:
+        self._pick_children, self._max_entries = pick_children, max_entries
+        self._cond = threading.Condition()
+        self._heap: list[tuple[tuple, str]] = []
+        self._pending: dict[str, tuple] = {}  # queued folder → its order key
+        self._done: dict[str, object] = {}  # folder → listing, or _RUNNING while listed
+        self._buffered = 0
+        self._roots = 0
+        self._listing_now = 0  # folders being listed by crawl threads
+        self._pending_ever = False  # anything queued yet (before that, nothing ran dry)
+        self._processes = list(processes or [])  # retired once the crawl has run dry
+        self._forgotten: list[str] = []
+        self._closed = False
+        self._threads = [threading.Thread(target=self._run_process, args=(p,), name=f"crawl-{i}",
+                                          daemon=True) for i, p in enumerate(self._processes)]
+        self._threads += [threading.Thread(target=self._run, name=f"crawl-{i}", daemon=True)
+                          for i in range(len(self._threads), threads)]
+        for thread in self._threads:
+            thread.start()
+
+    def seed(self, roots: list[str]) -> None:
+        """Queue top folders to crawl, in the order the walker visits them."""
+        with self._cond:
+            for root in sorted(roots, key=lambda p: p.split(os.sep)):
+                key = (self._roots,)
+                self._roots += 1
+                self._pending[root] = key
+                self._pending_ever = True
+                heapq.heappush(self._heap, (key, root))
+            self._cond.notify_all()
+
+    def set_picker(self, pick_children: ChildPicker) -> None:
+        """Choose which subfolders to crawl from now on (see ``forget`` for the earlier)."""
+        self._pick_children = pick_children
+
+    def forget(self, path: str) -> None:
+        """Drop a folder the walker will not list, and all the crawl holds below it."""
+        with self._cond:
+            if path not in self._pending and path not in self._done:
+                return  # never queued: nothing below it either
+            below = path if path.endswith(os.sep) else path + os.sep
+            self._forgotten.append(below)
+            for held in (self._pending, self._done):
+                for known in [k for k in held if k == path or k.startswith(below)]:
+                    value = held.pop(known)
+                    if isinstance(value, list):
+                        self._buffered -= len(value)
+            self._cond.notify_all()
+
+    def take(self, path: str) -> Listing:
+        """The folder's listing: from the crawl if it got there, else read now."""
+        with self._cond:
+            key = self._pending.pop(path, None)
+            state = self._done.get(path)
+            while state is _RUNNING:
+                self._cond.wait()
+                state = self._done.get(path)
+            if state is not None:
+                del self._done[path]
+                if not isinstance(state, OSError):
+                    self._buffered -= len(state)  # type: ignore[arg-type]
+                    self._cond.notify_all()
+                return state  # type: ignore[return-value]
+            if key is None:
+                key = (self._roots,)  # a folder the crawl did not know: a new root
+                self._roots += 1
+        listing = list_dir(path)
+        self._queue_children(path, key, listing)
+        return listing
+
+    def close(self) -> None:
+        """Stop the crawl; folders being listed finish first."""
+        with self._cond:
+            self._closed = True
+            self._heap.clear()
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join()
+        self._retire_processes()
+
+    def _run(self) -> None:
+        """A crawl thread that lists folders itself."""
+        while True:
+            with self._cond:
+                job = self._next_job(wait=True)
+                if job is None:
+                    return
+            self._finish(*job, list_dir(job[1]))
+
+    def _run_process(self, process: ListerProcess) -> None:
+        """A crawl thread that keeps up to PIPELINE folders queued at a lister process."""
+        in_flight: deque[tuple[tuple, str]] = deque()
+        while True:
+            with self._cond:
+                while len(in_flight) < PIPELINE:
+                    job = self._next_job(wait=not in_flight)
+                    if job is None:
+                        break
+                    try:
+                        process.send(job[1])
+                    except OSError:
+                        in_flight.append(job)
+                        process = None  # type: ignore[assignment]
+                        break
+                    in_flight.append(job)
+                if not in_flight:
+                    return
+            key, path = in_flight.popleft()
+            listing = None
+            if process is not None:
+                try:
+                    listing = process.receive()
+                except (EOFError, OSError):
+                    process = None  # type: ignore[assignment]
+            if listing is None:  # the helper died: list the rest here
+                for job in (*in_flight, (key, path)):
+                    self._finish(*job, list_dir(job[1]))
+                in_flight.clear()
+                self._run()
+                return
+            self._finish(key, path, listing)
+
+    def _next_job(self, *, wait: bool) -> tuple[tuple, str] | None:
+        """The earliest pending folder, marked as being listed (lock held); None if closed
+        (or, when not waiting, if there is none right now)."""
+        cond = self._cond
+        while True:
+            while not self._closed and (not self._heap or self._buffered >= self._max_entries):
+                if self._processes and self._pending_ever and not self._heap \
+                        and not self._listing_now:
+                    self._retire_processes()  # every folder found so far is listed
+                if not wait:
+                    return None
+                cond.wait()
+            if self._closed:
+                return None
+            key, path = heapq.heappop(self._heap)
+            if self._pending.pop(path, None) is not None:
+                self._done[path] = _RUNNING
+                self._listing_now += 1
+                return key, path
+            # else the walker took it already
+
+    def _finish(self, key: tuple, path: str, listing: Listing) -> None:
+        """Hand a listing to the walker and queue its subfolders."""
+        with self._cond:
+            self._listing_now -= 1
+            if self._is_forgotten(path):
+                self._cond.notify_all()
+                return
+            self._done[path] = listing
+            if not isinstance(listing, OSError):
+                self._buffered += len(listing)
+            self._cond.notify_all()
+        self._queue_children(path, key, listing)
+
+    def _retire_processes(self) -> None:
+        """End the lister processes (called with the lock held, or after the threads)."""
+        processes, self._processes = self._processes, []
+        for process in processes:
+            process.close()
+
+    def _is_forgotten(self, path: str) -> bool:
+        if not self._forgotten:
+            return False
+        below = path if path.endswith(os.sep) else path + os.sep
+        return any(below.startswith(f) for f in self._forgotten)
+
+    def _queue_children(self, path: str, key: tuple, listing: Listing) -> None:
+        if isinstance(listing, OSError):
+            return
+        children = self._pick_children(path, listing)
+        if not children:
+            return
+        with self._cond:
+            if self._closed or self._is_forgotten(path):
+                return
+            for name, child in children:
+                child_key = (*key, name)
+                self._pending[child] = child_key
+                self._pending_ever = True
+                heapq.heappush(self._heap, (child_key, child))
+            self._cond.notify_all()

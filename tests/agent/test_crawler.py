@@ -1,0 +1,164 @@
+"""The crawl that lists folders ahead of the walker: same listings, bounded, robust."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+from pathlib import Path
+
+import pytest
+
+from agent import launch
+from agent.scan import crawler as crawler_module
+from agent.scan.crawler import Crawler, adopt_early, every_subfolder, start_early
+from agent.scan.listing import list_dir
+from agent.scan.listproc import ListerProcess, can_fork
+
+needs_fork = pytest.mark.skipif(not can_fork(), reason="lister processes need os.fork")
+
+
+def make_tree(root: Path, width: int = 3, depth: int = 3) -> int:
+    """Folders ``width`` wide and ``depth`` deep, two files in each; returns the folder count."""
+    folders = 1
+    (root / "a.txt").write_text("a")
+    (root / "b.bin").write_bytes(b"b" * 10)
+    if depth:
+        for i in range(width):
+            sub = root / f"d{i}"
+            sub.mkdir()
+            folders += make_tree(sub, width, depth - 1)
+    return folders
+
+
+def walk(crawler: Crawler, root: str) -> dict[str, list]:
+    """Take every folder in the walker's order (depth first, names sorted)."""
+    seen: dict[str, list] = {}
+
+    def visit(path: str) -> None:
+        listing = crawler.take(path)
+        assert not isinstance(listing, OSError)
+        seen[path] = listing
+        for name, st in listing:
+            if stat.S_ISDIR(st.st_mode):
+                visit(os.path.join(path, name))
+
+    visit(root)
+    return seen
+
+
+def same_listing(got: list, want: list) -> bool:
+    return [(n, s.st_ino, s.st_mode, s.st_size, s.st_mtime_ns) for n, s in got] == \
+           [(n, s.st_ino, s.st_mode, s.st_size, s.st_mtime_ns) for n, s in want]
+
+
+@pytest.mark.parametrize("max_entries", [2, 20_000])
+def test_thread_crawl_gives_every_folder_its_listing(tmp_path: Path, max_entries: int) -> None:
+    folders = make_tree(tmp_path)
+    crawler = Crawler(every_subfolder, threads=3, max_entries=max_entries)
+    crawler.seed([str(tmp_path)])
+    try:
+        seen = walk(crawler, str(tmp_path))
+    finally:
+        crawler.close()
+    assert len(seen) == folders
+    assert all(same_listing(listing, list_dir(path)) for path, listing in seen.items())
+
+
+def test_a_folder_the_crawl_never_queued_is_listed_on_demand(tmp_path: Path) -> None:
+    folders = make_tree(tmp_path, width=2, depth=2)
+    crawler = Crawler(every_subfolder, threads=2)  # nothing seeded: the walker leads
+    try:
+        assert len(walk(crawler, str(tmp_path))) == folders
+    finally:
+        crawler.close()
+
+
+def test_forgotten_folders_free_what_the_crawl_held(tmp_path: Path) -> None:
+    make_tree(tmp_path, width=2, depth=3)
+    crawler = Crawler(every_subfolder, threads=2)
+    crawler.seed([str(tmp_path)])
+    try:
+        top = crawler.take(str(tmp_path))
+        assert not isinstance(top, OSError)
+        excluded = str(tmp_path / "d0")
+        crawler.forget(excluded)
+        rest = walk(crawler, str(tmp_path / "d1"))
+        assert excluded not in rest and len(rest) == 7
+        assert crawler._buffered == 0  # nothing below d0 is kept for a walker that never comes
+    finally:
+        crawler.close()
+
+
+@needs_fork
+def test_lister_process_answers_in_order_and_ends_on_close(tmp_path: Path) -> None:
+    make_tree(tmp_path, width=2, depth=1)
+    process = ListerProcess()
+    paths = [str(tmp_path), str(tmp_path / "d0"), str(tmp_path / "missing"), str(tmp_path / "d1")]
+    for path in paths:
+        process.send(path)
+    answers = [process.receive() for _ in paths]
+    assert isinstance(answers[2], FileNotFoundError)
+    for path, answer in zip(paths, answers, strict=True):
+        if not isinstance(answer, OSError):
+            assert same_listing(answer, list_dir(path))
+    pid = process._pid
+    process.close()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # reaped: no zombie left behind
+    with pytest.raises(OSError, match="ended"):
+        process.send(str(tmp_path))
+
+
+@needs_fork
+def test_early_crawl_is_adopted_for_the_same_roots_and_retires_its_processes(
+        tmp_path: Path) -> None:
+    folders = make_tree(tmp_path)
+    start_early([str(tmp_path)])
+    crawler = adopt_early([str(tmp_path)], every_subfolder)
+    assert crawler is not None
+    pids = [p._pid for p in crawler._processes]
+    assert len(pids) == crawler_module.CRAWL_THREADS
+    try:
+        seen = walk(crawler, str(tmp_path))
+    finally:
+        crawler.close()
+    assert len(seen) == folders
+    assert all(same_listing(listing, list_dir(path)) for path, listing in seen.items())
+    for pid in pids:
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+
+
+def test_early_crawl_for_other_roots_is_stopped_not_adopted(tmp_path: Path) -> None:
+    make_tree(tmp_path, width=1, depth=1)
+    start_early([str(tmp_path)])
+    assert adopt_early([str(tmp_path / "d0")], every_subfolder) is None
+    assert adopt_early([str(tmp_path)], every_subfolder) is None  # it was used up
+
+
+@needs_fork
+def test_a_lister_process_that_dies_is_replaced_by_listing_here(tmp_path: Path) -> None:
+    folders = make_tree(tmp_path, width=3, depth=3)
+    processes = [ListerProcess()]
+    os.kill(processes[0]._pid, signal.SIGKILL)
+    crawler = Crawler(every_subfolder, threads=1, processes=processes)
+    crawler.seed([str(tmp_path)])
+    try:
+        seen = walk(crawler, str(tmp_path))
+    finally:
+        crawler.close()
+    assert len(seen) == folders
+    assert all(same_listing(listing, list_dir(path)) for path, listing in seen.items())
+
+
+def test_launch_finds_the_folders_of_a_backup_command_line(tmp_path: Path) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "dest").mkdir()
+    (tmp_path / "file.txt").write_text("x")
+    docs, dest, file = (str(tmp_path / n) for n in ("docs", "dest", "file.txt"))
+    assert launch.backup_folders(["backup", docs, "--dest", dest, "--json"]) == [docs]
+    assert launch.backup_folders(["backup", "--exclude", docs, file, "--limit-rate=1M"]) == []
+    assert launch.backup_folders(["restore", "latest", "--target", docs]) == []
+    assert launch.backup_folders(["backup", "--", docs]) == []
+    assert launch.backup_folders([]) == []
