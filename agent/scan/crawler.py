@@ -5,8 +5,9 @@ blocks and inodes), not by Python: several folders must be in flight at once to
 keep the disk busy. The crawler lists folders in the walker's own order (a
 depth-first pre-order, names sorted), always taking the earliest folder still
 pending, so the listings it holds are the ones the walker needs next. It stops
-while ``max_entries`` listed entries wait unclaimed, which bounds its memory
-whatever the size of the tree; the walker lists a folder itself when it gets
+while ``max_entries`` listed entries wait unclaimed (more before the walk
+starts, while Cairn is still loading), which bounds its memory whatever the
+size of the tree; the walker lists a folder itself when it gets
 there first.
 
 ``cairn backup`` starts a crawl of the named folders before it imports the rest
@@ -29,6 +30,7 @@ Listing = list[Entry] | OSError
 ChildPicker = Callable[[str, list[Entry]], list[tuple[str, str]]]  # → (name, path) to crawl
 CRAWL_THREADS = 3  # lister processes (else threads); measured best on a cold 2-core VM
 MAX_ENTRIES = 20_000
+HEAD_START_ENTRIES = 60_000  # the bound until the walker's first take (start-up overlaps)
 PIPELINE = 16  # requests outstanding per lister process
 
 _RUNNING = object()
@@ -74,6 +76,7 @@ class Crawler:
                  max_entries: int = MAX_ENTRIES,
                  processes: list[ListerProcess] | None = None) -> None:
         self._pick_children, self._max_entries = pick_children, max_entries
+        self._limit = max(max_entries, HEAD_START_ENTRIES)  # until the first take
         self._cond = threading.Condition()
         self._heap: list[tuple[tuple, str]] = []
         self._pending: dict[str, tuple] = {}  # queued folder → its order key
@@ -124,6 +127,7 @@ class Crawler:
     def take(self, path: str) -> Listing:
         """The folder's listing: from the crawl if it got there, else read now."""
         with self._cond:
+            self._limit = self._max_entries
             key = self._pending.pop(path, None)
             state = self._done.get(path)
             while state is _RUNNING:
@@ -138,8 +142,14 @@ class Crawler:
             if key is None:
                 key = (self._roots,)  # a folder the crawl did not know: a new root
                 self._roots += 1
-        listing = list_dir(path)
-        self._queue_children(path, key, listing)
+            self._listing_now += 1  # its subfolders are still to come: the crawl is not dry
+        try:
+            listing = list_dir(path)
+            self._queue_children(path, key, listing)
+        finally:
+            with self._cond:
+                self._listing_now -= 1
+                self._cond.notify_all()
         return listing
 
     def close(self) -> None:
@@ -166,19 +176,20 @@ class Crawler:
         in_flight: deque[tuple[tuple, str]] = deque()
         while True:
             with self._cond:
-                while len(in_flight) < PIPELINE:
-                    job = self._next_job(wait=not in_flight)
+                jobs = []
+                while len(in_flight) + len(jobs) < PIPELINE:
+                    job = self._next_job(wait=not in_flight and not jobs)
                     if job is None:
                         break
-                    try:
-                        process.send(job[1])
-                    except OSError:
-                        in_flight.append(job)
-                        process = None  # type: ignore[assignment]
-                        break
-                    in_flight.append(job)
-                if not in_flight:
-                    return
+                    jobs.append(job)
+            if jobs and process is not None:
+                try:
+                    process.send([path for _key, path in jobs])
+                except OSError:
+                    process = None  # type: ignore[assignment]
+            in_flight.extend(jobs)
+            if not in_flight:
+                return
             key, path = in_flight.popleft()
             listing = None
             if process is not None:
@@ -199,7 +210,7 @@ class Crawler:
         (or, when not waiting, if there is none right now)."""
         cond = self._cond
         while True:
-            while not self._closed and (not self._heap or self._buffered >= self._max_entries):
+            while not self._closed and (not self._heap or self._buffered >= self._limit):
                 if self._processes and self._pending_ever and not self._heap \
                         and not self._listing_now:
                     self._retire_processes()  # every folder found so far is listed

@@ -57,21 +57,32 @@ class ListerProcess:
         os.close(request_r)
         os.close(answer_w)
         _open_in_parent.update((self._request_w, self._answer_r))
+        self._answers = open(self._answer_r, "rb", buffering=1 << 20, closefd=False)  # noqa: SIM115
         self._closed = False
 
-    def send(self, path: str) -> None:
-        """Ask for a folder's listing; answers come back in the order asked."""
+    def send(self, paths: list[str]) -> None:
+        """Ask for folders' listings (one write); answers come back in the order asked."""
         if self._closed:
             raise OSError("the lister process was ended")
-        data = os.fsencode(path)
-        _write_all(self._request_w, _LENGTH.pack(len(data)) + data)
+        parts = []
+        for path in paths:
+            data = os.fsencode(path)
+            parts += (_LENGTH.pack(len(data)), data)
+        _write_all(self._request_w, b"".join(parts))
 
     def receive(self) -> list | OSError:
-        """The next answer: a listing as ``list_dir`` gives it."""
+        """The next answer: a listing as ``list_dir`` gives it (buffered: one read
+        often brings several answers)."""
         if self._closed:
             raise OSError("the lister process was ended")
-        (length,) = _LENGTH.unpack(_read_exactly(self._answer_r, _LENGTH.size))
-        return pickle.loads(_read_exactly(self._answer_r, length))
+        head = self._answers.read(_LENGTH.size)
+        if len(head) < _LENGTH.size:
+            raise EOFError("the lister process ended")
+        (length,) = _LENGTH.unpack(head)
+        body = self._answers.read(length)
+        if len(body) < length:
+            raise EOFError("the lister process ended")
+        return pickle.loads(body)
 
     def close(self) -> None:
         """End the child (it sees end of file) and reap it."""
@@ -79,6 +90,7 @@ class ListerProcess:
             return
         self._closed = True
         _open_in_parent.difference_update((self._request_w, self._answer_r))
+        self._answers.close()
         os.close(self._request_w)
         os.close(self._answer_r)
         os.waitpid(self._pid, 0)

@@ -95,8 +95,8 @@ def test_lister_process_answers_in_order_and_ends_on_close(tmp_path: Path) -> No
     make_tree(tmp_path, width=2, depth=1)
     process = ListerProcess()
     paths = [str(tmp_path), str(tmp_path / "d0"), str(tmp_path / "missing"), str(tmp_path / "d1")]
-    for path in paths:
-        process.send(path)
+    process.send(paths[:1])
+    process.send(paths[1:])  # several outstanding requests, answered in order
     answers = [process.receive() for _ in paths]
     assert isinstance(answers[2], FileNotFoundError)
     for path, answer in zip(paths, answers, strict=True):
@@ -107,13 +107,17 @@ def test_lister_process_answers_in_order_and_ends_on_close(tmp_path: Path) -> No
     with pytest.raises(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)  # reaped: no zombie left behind
     with pytest.raises(OSError, match="ended"):
-        process.send(str(tmp_path))
+        process.send([str(tmp_path)])
 
 
 @needs_fork
 def test_early_crawl_is_adopted_for_the_same_roots_and_retires_its_processes(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folders = make_tree(tmp_path)
+    answered = []
+    receive = ListerProcess.receive
+    monkeypatch.setattr(ListerProcess, "receive",
+                        lambda self: answered.append(1) or receive(self))
     start_early([str(tmp_path)])
     crawler = adopt_early([str(tmp_path)], every_subfolder)
     assert crawler is not None
@@ -125,6 +129,9 @@ def test_early_crawl_is_adopted_for_the_same_roots_and_retires_its_processes(
         crawler.close()
     assert len(seen) == folders
     assert all(same_listing(listing, list_dir(path)) for path, listing in seen.items())
+    # The walker starts at once and lists the root itself: the helpers must still do the
+    # rest (they once retired as soon as the walker overtook the crawl).
+    assert len(answered) >= folders // 2
     for pid in pids:
         with pytest.raises(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
