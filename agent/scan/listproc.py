@@ -13,7 +13,8 @@ starts them before anything else, see ``agent.launch``), and only where
 
 Wire format on the two pipes (private to one run): a request is a 4-byte
 big-endian length and the folder path (``os.fsencode``); an answer is a 4-byte
-length and a pickle of ``list_dir``'s result. A child exits when its request
+length and a pickle of ``list_dir``'s result with each ``os.stat_result`` cut
+down to ``EntryStat``'s fields as a plain tuple. A child exits when its request
 pipe closes.
 """
 
@@ -23,7 +24,7 @@ import os
 import pickle
 import struct
 
-from agent.scan.listing import list_dir
+from agent.scan.listing import EntryStat, list_dir
 
 _LENGTH = struct.Struct(">I")
 _open_in_parent: set[int] = set()  # other children's pipe ends: a child must not hold them
@@ -82,7 +83,11 @@ class ListerProcess:
         body = self._answers.read(length)
         if len(body) < length:
             raise EOFError("the lister process ended")
-        return pickle.loads(body)
+        answer = pickle.loads(body)
+        if isinstance(answer, OSError):
+            return answer
+        make = EntryStat._make
+        return [(name, st if isinstance(st, OSError) else make(st)) for name, st in answer]
 
     def close(self) -> None:
         """End the child (it sees end of file) and reap it."""
@@ -104,7 +109,12 @@ def _serve(requests: int, answers: int) -> None:
             return
         (length,) = _LENGTH.unpack(head)
         path = os.fsdecode(_read_exactly(requests, length))
-        data = pickle.dumps(list_dir(path), protocol=pickle.HIGHEST_PROTOCOL)
+        listing = list_dir(path)
+        if not isinstance(listing, OSError):
+            fields = EntryStat.fields_of
+            listing = [(name, st if isinstance(st, OSError) else fields(st))  # type: ignore[misc]
+                       for name, st in listing]
+        data = pickle.dumps(listing, protocol=pickle.HIGHEST_PROTOCOL)
         _write_all(answers, _LENGTH.pack(len(data)) + data)
 
 
