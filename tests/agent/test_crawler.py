@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,32 @@ def test_launch_finds_the_folders_of_a_backup_command_line(tmp_path: Path) -> No
     assert launch.backup_folders(["restore", "latest", "--target", docs]) == []
     assert launch.backup_folders(["backup", "--", docs]) == []
     assert launch.backup_folders([]) == []
+
+
+@needs_fork
+def test_lister_processes_end_when_a_slow_walker_holds_the_crawl_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(crawler_module, "RETIRE_AFTER_S", 0.2)
+    folders = make_tree(tmp_path)
+    processes = [ListerProcess(), ListerProcess()]
+    pids = [p._pid for p in processes]
+    crawler = Crawler(every_subfolder, threads=2, max_entries=5, processes=processes)
+    crawler.seed([str(tmp_path)])
+    try:
+        first = crawler.take(str(tmp_path))  # then the walker dawdles, as behind file reads
+        assert not isinstance(first, OSError)
+        deadline = time.monotonic() + 10
+        while crawler._processes and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert crawler._processes == []  # ended mid-walk, not at close
+        for pid in pids:
+            with pytest.raises(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+        rest = {}
+        for name, st in first:
+            if stat.S_ISDIR(st.st_mode):
+                rest.update(walk(crawler, str(tmp_path / name)))
+    finally:
+        crawler.close()
+    assert len(rest) == folders - 1
+    assert all(same_listing(listing, list_dir(path)) for path, listing in rest.items())
