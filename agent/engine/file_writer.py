@@ -1,12 +1,12 @@
 """Restore's file writer: reads each needed pack once, in order, and writes its blobs.
 
 Files are created (and sized) as the tree walk meets them; their blobs are
-grouped by pack. Worker threads then take whole packs: one read of the span
-of the pack that holds needed blobs (sequential I/O, one request per pack on
-a server), each blob decrypted and verified once, and written with ``pwrite``
-at every offset where it is used. A file is finished (metadata applied) when
-its last blob lands; a file with a damaged or missing blob is removed and
-reported, and every other file still restores.
+grouped by pack. Worker threads then take whole packs: the pack's needed blobs
+are read in order, in spans of at most 4 MiB (sequential I/O, a few requests
+per pack on a server, bounded memory), each blob decrypted and verified once,
+and written with ``pwrite`` at every offset where it is used. A file is
+finished (metadata applied) when its last blob lands; a file with a damaged or
+missing blob is removed and reported, and every other file still restores.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ _WRITE_FLAGS = os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINAR
 SPARSE_BLOCK = 16 * 1024
 _ZEROS = memoryview(bytes(SPARSE_BLOCK))
 MAX_SPAN_GAP = 4 * 1024 * 1024  # read around unneeded blobs smaller than this
+MAX_SPAN = 4 * 1024 * 1024  # bytes of a pack held per read (a bigger blob is read alone)
 
 
 @dataclass
@@ -113,12 +114,14 @@ class PackOrderedWriter:
                 self._write_blob(blob_id, loc, uses, data, start)
 
     def _spans(self, pack: str, plan: _Plan):
-        """Read the pack in as few requests as possible (gaps under MAX_SPAN_GAP merged)."""
+        """Read the pack in few requests (gaps under MAX_SPAN_GAP merged), each at most
+        MAX_SPAN long unless one blob is longer: memory stays bounded per worker."""
         items = sorted(plan.blobs.items(), key=lambda kv: kv[1][0].offset)
         group: list = []
         for item in items:
             loc = item[1][0]
-            if group and loc.offset - _end(group[-1][1][0]) > MAX_SPAN_GAP:
+            if group and (loc.offset - _end(group[-1][1][0]) > MAX_SPAN_GAP
+                          or _end(loc) - group[0][1][0].offset > MAX_SPAN):
                 yield self._read_span(pack, group)
                 group = []
             group.append(item)
