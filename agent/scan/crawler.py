@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import heapq
 import os
+import stat
 import threading
 import time
 from collections import deque
@@ -45,7 +46,7 @@ def every_subfolder(path: str, listing: list[Entry]) -> list[tuple[str, str]]:
     """The crawl's default: every subfolder, until the walker says what it leaves out."""
     prefix = path if path.endswith(os.sep) else path + os.sep
     return [(name, prefix + name) for name, st in listing
-            if not isinstance(st, OSError) and (st.st_mode & 0o170000) == 0o040000]
+            if not isinstance(st, OSError) and stat.S_ISDIR(st.st_mode)]
 
 
 def start_early(roots: list[str]) -> None:
@@ -103,12 +104,16 @@ class Crawler:
         """Queue top folders to crawl, in the order the walker visits them."""
         with self._cond:
             for root in sorted(roots, key=lambda p: p.split(os.sep)):
-                key = (self._roots,)
-                self._roots += 1
+                key = self._new_root_key()
                 self._pending[root] = key
                 self._pending_ever = True
                 heapq.heappush(self._heap, (key, root))
             self._cond.notify_all()
+
+    def _new_root_key(self) -> tuple:
+        """Order key of a new top folder, after every earlier one (lock held)."""
+        self._roots += 1
+        return (self._roots,)
 
     def set_picker(self, pick_children: ChildPicker) -> None:
         """Choose which subfolders to crawl from now on (see ``forget`` for the earlier)."""
@@ -144,8 +149,7 @@ class Crawler:
                     self._cond.notify_all()
                 return state  # type: ignore[return-value]
             if key is None:
-                key = (self._roots,)  # a folder the crawl did not know: a new root
-                self._roots += 1
+                key = self._new_root_key()  # a folder the crawl did not know
             self._listing_now += 1  # its subfolders are still to come: the crawl is not dry
         try:
             listing = list_dir(path)
@@ -175,7 +179,7 @@ class Crawler:
                     return
             self._finish(*job, list_dir(job[1]))
 
-    def _run_process(self, process: ListerProcess) -> None:
+    def _run_process(self, process: ListerProcess | None) -> None:
         """A crawl thread that keeps up to PIPELINE folders queued at a lister process."""
         in_flight: deque[tuple[tuple, str]] = deque()
         while True:
@@ -190,7 +194,7 @@ class Crawler:
                 try:
                     process.send([path for _key, path in jobs])
                 except OSError:
-                    process = None  # type: ignore[assignment]
+                    process = None
             in_flight.extend(jobs)
             if not in_flight:
                 return
@@ -200,7 +204,7 @@ class Crawler:
                 try:
                     listing = process.receive()
                 except (EOFError, OSError):
-                    process = None  # type: ignore[assignment]
+                    process = None
             if listing is None:  # the helper died: list the rest here
                 for job in (*in_flight, (key, path)):
                     self._finish(*job, list_dir(job[1]))

@@ -278,10 +278,8 @@ class Walker:
             if isinstance(st, OSError) or not stat.S_ISDIR(st.st_mode):
                 continue
             child = _join(path, name)
-            if (self._excludes and self._excluded(child, name)) or (
-                    os.path.normcase(child) in self._skip) or self._journal_clean(child, "old"):
-                continue
-            picked.append((name, child))
+            if not (self._left_out(child, name) or self._journal_clean(child, "old")):
+                picked.append((name, child))
         return picked
 
     def _listing(self, path: str) -> tuple[list[tuple[str, os.stat_result]], bool]:
@@ -297,12 +295,16 @@ class Walker:
             if isinstance(st, OSError):
                 self._on_error(f"{child}: {st.strerror}")
                 complete = False
-            elif (self._excludes and self._excluded(child, name)) or (
-                    os.path.normcase(child) in self._skip):
+            elif self._left_out(child, name):
                 self._crawler.forget(child)
             else:
                 listing.append((name, st))
         return listing, complete
+
+    def _left_out(self, path: str, name: str) -> bool:
+        """Excluded by a pattern, or a path never backed up (the archive, the agent home)."""
+        return bool(self._excludes and self._excluded(path, name)) or (
+            os.path.normcase(path) in self._skip)
 
     def _count_clean(self, listing: list[tuple[str, os.stat_result]]) -> None:
         counts = self.counts
