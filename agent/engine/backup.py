@@ -8,8 +8,9 @@ Threads and their jobs:
   files to the worker pool in batches (small files) or one by one (large ones);
 - worker threads each take whole large files: read, chunk, hash, skip known
   blobs, compress and encrypt the rest, and give sealed blobs to the ``PackSink``;
-  batches of small files go to worker processes (``agent.engine.procpool``) once
-  a run has many, and their sealed blobs are packed as soon as a batch returns;
+  batches of small files go to worker processes (``agent.engine.sealworkers``)
+  once a run has many, and their sealed blobs are packed as soon as a batch
+  returns (a batch whose worker died is read on the calling thread instead);
 - uploader threads (inside the sink) store full packs and checkpoint the index;
 - the calling thread builds tree blobs in post-order as their files complete,
   then writes the final index and the snapshot.
@@ -27,7 +28,8 @@ import queue
 import socket
 import threading
 import time
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,8 +41,8 @@ from agent.archive.reach import count_missing
 from agent.archive.repository import Repository
 from agent.chunk.chunker import MIN_SIZE, Chunker
 from agent.codec.envelope import ObjectType, seal
-from agent.engine.procpool import seal_files, start_pool
 from agent.engine.progress import Progress
+from agent.engine.sealworkers import BatchResult, SealPool, WorkerLost
 from agent.engine.sink import PackSink
 from agent.errors import ArchiveError, Interrupted
 from agent.model.snapshot import Snapshot, now_iso
@@ -121,7 +123,8 @@ class _FileReader:
         self._local = threading.local()
         self._batch = _Batch()
         self._processes = options.processes
-        self._procs: ProcessPoolExecutor | None = None
+        self._procs: SealPool | None = None
+        self.on_processes_start: Callable[[], None] = lambda: None
         self._small_files = 0
 
     def read_file(self, path: str, node: dict, task: DirTask) -> None:
@@ -153,14 +156,16 @@ class _FileReader:
                 raise Interrupted("Backup cancelled.")
         if to_process:
             if self._procs is None:
-                self._procs = start_pool(self._repo.keys, self._sink.known_at_start.raw,
-                                         self._processes)
+                self.on_processes_start()
+                self._procs = SealPool(self._repo.keys, self._sink.known_at_start.raw,
+                                       self._processes)
             batch.applied = threading.Event()
-            batch.future = self._procs.submit(seal_files, [path for path, _ in batch.items])
-            batch.future.add_done_callback(lambda future: self._take_outcome(batch, future))
-        else:
-            batch.future = self._pool.submit(self._run, batch.items)
-            batch.future.add_done_callback(lambda _: self._slots.release())
+            batch.submitted.set()
+            self._procs.submit([path for path, _ in batch.items],
+                               lambda outcome: self._take_outcome(batch, outcome))
+            return
+        batch.future = self._pool.submit(self._run, batch.items)
+        batch.future.add_done_callback(lambda _: self._slots.release())
         batch.submitted.set()
 
     def _wants_process(self, batch: _Batch) -> bool:
@@ -169,25 +174,30 @@ class _FileReader:
         return small and self._processes > 0 and (
             self._procs is not None or self._small_files >= PROCESS_THRESHOLD)
 
-    def _take_outcome(self, batch: _Batch, future: Future) -> None:
+    def _take_outcome(self, batch: _Batch, outcome: BatchResult | BaseException) -> None:
         """As soon as a process batch is done, pack its blobs and fill in its file nodes.
 
-        Runs on the pool's result thread, before the batch's slot is freed: the
+        Runs on the worker's answer thread, before the batch's slot is freed: the
         sealed bytes of a finished batch never wait for the tree builder, so at
-        most ``processes * 2`` batches' bytes are in memory at once.
+        most ``processes * 2`` batches' bytes are in memory at once. A batch whose
+        worker died is read here, in this process.
         """
         try:
-            self._apply(batch, future.result())
+            if isinstance(outcome, WorkerLost):
+                self._run(batch.items)
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                self._apply(batch, outcome)
         except BaseException as exc:  # the worker failed, or the sink: the tree builder raises
             batch.error = exc
         finally:
-            batch.future = None  # the future holds the sealed bytes while it is referenced
             cast(threading.Event, batch.applied).set()
             self._proc_slots.release()
 
-    def _apply(self, batch: _Batch, result: object) -> None:
+    def _apply(self, batch: _Batch, result: BatchResult) -> None:
         """Take a process batch's outcome: its sealed blobs, then its file nodes."""
-        outcomes, blobs = cast(tuple, result)
+        outcomes, blobs = result
         sink, progress = self._sink, self._progress
         for blob_id, sealed, raw_length in blobs:
             sink.add(ObjectType.DATA, blob_id, sealed, raw_length)
@@ -203,7 +213,7 @@ class _FileReader:
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
         if self._procs is not None:
-            self._procs.shutdown(wait=True, cancel_futures=True)
+            self._procs.close(cancel=self._cancel.is_set() or self.abort.is_set())
 
     def _chunker(self) -> Chunker:
         chunker = getattr(self._local, "chunker", None)
@@ -358,6 +368,7 @@ def _walk_and_build(repo: Repository, sink: PackSink, options: BackupOptions,
                 reader.flush()
             tasks.put(exc)
 
+    reader.on_processes_start = walker.list_on_threads  # many new files: reading is the slow part
     thread = threading.Thread(target=walk, name="walker", daemon=True)
     thread.start()
     try:

@@ -8,9 +8,10 @@ pending, so the listings it holds are the ones the walker needs next. It stops
 while ``max_entries`` listed entries wait unclaimed (more before the walk
 starts, while Cairn is still loading), which bounds its memory whatever the
 size of the tree; the walker lists a folder itself when it gets
-there first. Lister processes end when the crawl has run dry, or when the
-bound has held it back for a second (the walker is then the slower part, as in
-a first backup, and listing on threads keeps up without the processes' memory).
+there first. Lister processes end when the crawl has run dry, when the
+bound has held it back for a second, or when the backup starts its worker
+processes for many new files (``retire_processes``): the walker is then the
+slower part, and listing on threads keeps up without the processes' memory.
 
 ``cairn backup`` starts a crawl of the named folders before it imports the rest
 of Cairn and derives the archive key (``start_early``); the walker adopts it and
@@ -160,6 +161,12 @@ class Crawler:
                 self._cond.notify_all()
         return listing
 
+    def retire_processes(self) -> None:
+        """List on threads from now on: the walker is reading file contents, so it is
+        the slow part, and threads keep up without the processes' memory."""
+        with self._cond:
+            self._retire_processes()
+
     def close(self) -> None:
         """Stop the crawl; folders being listed finish first."""
         with self._cond:
@@ -254,9 +261,9 @@ class Crawler:
 
     def _retire_processes(self) -> None:
         """End the lister processes (called with the lock held, or after the threads)."""
-        processes, self._processes = self._processes, []
-        for process in processes:
+        for process in self._processes:
             process.close()
+        self._processes = []  # only now: an empty list means every process is reaped
 
     def _is_forgotten(self, path: str) -> bool:
         if not self._forgotten:

@@ -160,6 +160,11 @@ class Walker:
         finally:
             self._crawler.close()
 
+    def list_on_threads(self) -> None:
+        """End the crawl's lister processes (call from ``read_file`` once the walk is bound
+        by reading file contents: threads keep up with it, for less memory)."""
+        self._crawler.retire_processes()
+
     def _visit_prefix(self, path: str, name: str, sub: dict, old: _OldTree,
                       parent: DirTask) -> None:
         if None in sub:

@@ -8,7 +8,7 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.chunk.chunker import MAX_SIZE, MIN_SIZE, Chunker
+from agent.chunk.chunker import MAX_SIZE, MIN_SIZE, START_BUFFER, Chunker
 from tests.agent.strategies import few, props, random_bytes
 
 MiB = 1024 * 1024
@@ -120,3 +120,15 @@ def test_small_input_is_one_chunk_and_empty_input_none() -> None:
     assert cut(7, b"") == []
     small = random_bytes(MIN_SIZE - 1, 3)
     assert cut(7, small) == [small]
+
+
+def test_the_stream_buffer_grows_only_for_a_chunk_longer_than_its_start_size() -> None:
+    chunker = Chunker(11)
+    data = random_bytes(20 * MiB, 5)
+    assert [bytes(c) for c in chunker.chunks(io.BytesIO(data))] == cut(11, data)
+    assert len(chunker._buffer or b"") == START_BUFFER  # ~1 MiB chunks never needed more
+    zeros = bytes(2 * MAX_SIZE)  # cut at MAX_SIZE: longer than the start buffer
+    assert [len(c) for c in chunker.chunks(io.BytesIO(zeros))] == [MAX_SIZE, MAX_SIZE]
+    assert chunker._buffer is None  # the grown buffer went with the stream that needed it
+    assert [bytes(c) for c in chunker.chunks(io.BytesIO(data))] == cut(11, data)
+    assert len(chunker._buffer or b"") == START_BUFFER

@@ -192,3 +192,25 @@ def test_lister_processes_end_when_a_slow_walker_holds_the_crawl_back(
     finally:
         crawler.close()
     assert_complete(rest, folders - 1)
+
+
+@needs_fork
+def test_retiring_the_lister_processes_mid_walk_keeps_every_listing(tmp_path: Path) -> None:
+    """The backup retires them when it starts its worker processes: threads list the rest."""
+    folders = make_tree(tmp_path, width=4, depth=4)
+    processes = [ListerProcess() for _ in range(2)]
+    pids = [p._pid for p in processes]
+    crawler = Crawler(every_subfolder, processes=processes)
+    crawler.seed([str(tmp_path)])
+    try:
+        seen = {str(tmp_path): crawler.take(str(tmp_path))}
+        crawler.retire_processes()
+        for pid in pids:  # reaped at once, not at the end of the walk
+            with pytest.raises(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+        for name, _ in seen[str(tmp_path)]:
+            if (tmp_path / name).is_dir():
+                seen.update(walk(crawler, str(tmp_path / name)))
+    finally:
+        crawler.close()
+    assert_complete(seen, folders)

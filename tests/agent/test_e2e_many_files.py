@@ -1,4 +1,4 @@
-"""Many small files: the backup hands them to worker processes (agent.engine.procpool).
+"""Many small files: the backup hands them to worker processes (agent.engine.sealworkers).
 
 Below ``PROCESS_THRESHOLD`` small files a run stays on threads, so the other
 end-to-end tests never start the pool; this one crosses the threshold with

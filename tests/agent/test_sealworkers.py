@@ -1,0 +1,135 @@
+"""Worker processes for small files (agent.engine.sealworkers): the real child
+process, its answers, and what happens when one dies mid-run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+
+from agent.archive.index_cache import KnownIds
+from agent.archive.repository import Repository
+from agent.codec.envelope import ObjectType, open_blob
+from agent.codec.keys import ArchiveKeys
+from agent.dest.local import LocalDestination
+from agent.engine import sealworkers
+from agent.engine.backup import PROCESS_THRESHOLD, BackupOptions, run_backup
+from agent.engine.check import run_check
+from agent.engine.restore import RestoreOptions, run_restore
+from agent.engine.sealworkers import SealPool, SealWorker, WorkerLost
+from tests.agent.strategies import random_bytes
+from tests.agent.treespec import File, build, manifest, restored
+
+
+class Answers:
+    """Collects a worker's callbacks; ``wait`` blocks until ``n`` arrived."""
+
+    def __init__(self) -> None:
+        self.got: list = []
+        self._cond = threading.Condition()
+
+    def __call__(self, outcome: object) -> None:
+        with self._cond:
+            self.got.append(outcome)
+            self._cond.notify_all()
+
+    def wait(self, n: int) -> list:
+        with self._cond:
+            assert self._cond.wait_for(lambda: len(self.got) >= n, timeout=30)
+        return self.got
+
+
+@pytest.fixture
+def keys() -> ArchiveKeys:
+    return ArchiveKeys.from_master(os.urandom(32))
+
+
+def test_a_worker_seals_files_and_skips_known_and_repeated_blobs(keys: ArchiveKeys,
+                                                                  tmp_path: Path) -> None:
+    contents = {"a": b"alpha" * 100, "b": b"known blob", "c": b"alpha" * 100, "e": b""}
+    for name, data in contents.items():
+        (tmp_path / name).write_bytes(data)
+    known = KnownIds(keys.blob_id(b"known blob"))
+    worker = SealWorker(keys, known.raw)
+    answers = Answers()
+    try:
+        worker.submit([str(tmp_path / n) for n in ("a", "b")], answers)
+        worker.submit([str(tmp_path / n) for n in ("c", "missing", "e")], answers)
+        (first, first_blobs), (second, second_blobs) = answers.wait(2)
+    finally:
+        worker.close()
+    assert [ids for ids, _, _ in first] == [[keys.blob_id(contents["a"])],
+                                             [keys.blob_id(b"known blob")]]
+    assert [size for _, size, _ in first] == [500, 10]
+    # Only "a" was sealed: "b" is known, "c" repeats "a", "e" is empty.
+    assert [(blob_id, raw) for blob_id, _, raw in first_blobs] == \
+        [(keys.blob_id(contents["a"]), 500)]
+    blob_id, sealed, _ = first_blobs[0]
+    assert open_blob(keys, ObjectType.DATA, blob_id, sealed, 500) == contents["a"]
+    assert second_blobs == []
+    assert second[0][0] == [keys.blob_id(contents["a"])]
+    assert second[1][0] == [] and "missing" in second[1][2]
+    assert second[2] == ([], 0, None)
+
+
+def test_a_failing_batch_is_reported_and_the_worker_keeps_serving(keys: ArchiveKeys,
+                                                                  tmp_path: Path) -> None:
+    (tmp_path / "a").write_bytes(b"data")
+    worker = SealWorker(keys, b"")
+    answers = Answers()
+    try:
+        worker.submit(None, answers)  # type: ignore[arg-type]  # not a list of paths
+        worker.submit([str(tmp_path / "a")], answers)
+        failed, served = answers.wait(2)
+    finally:
+        worker.close()
+    assert isinstance(failed, RuntimeError) and "worker process failed" in str(failed)
+    assert served[0][0][0] == [keys.blob_id(b"data")]
+
+
+def test_batches_of_a_killed_worker_are_reported_lost(keys: ArchiveKeys, tmp_path: Path) -> None:
+    (tmp_path / "a").write_bytes(b"data")
+    pool = SealPool(keys, b"", 1)
+    worker = pool.workers[0]
+    os.kill(worker.pid, signal.SIGKILL)
+    answers = Answers()
+    pool.submit([str(tmp_path / "a")], answers)
+    pool.submit([str(tmp_path / "a")], answers)
+    assert all(isinstance(a, WorkerLost) for a in answers.wait(2))
+    assert not worker.alive
+    pool.close()
+
+
+def test_a_backup_completes_when_its_worker_processes_are_killed(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Batches a dead worker held are read in the backup's own process: nothing is lost."""
+    tree = {f"d{d:02d}": {f"f{i:03d}": File(random_bytes(100 + i * 7, d * 1000 + i))
+                          for i in range(100)}
+            for d in range(PROCESS_THRESHOLD // 100 + 8)}
+    src = build(tmp_path / "src", tree)
+    submitted = 0
+    real_submit = SealWorker.submit
+
+    def submit_then_kill(self: SealWorker, paths: list[str], done: object) -> None:
+        nonlocal submitted
+        real_submit(self, paths, done)  # type: ignore[arg-type]
+        submitted += 1
+        if submitted in (3, 6):  # one worker, then the other (or the same one again)
+            os.kill(self.pid, signal.SIGKILL)
+
+    monkeypatch.setattr(sealworkers.SealWorker, "submit", submit_then_kill)
+    repo = Repository.create(LocalDestination(tmp_path / "archive"), "pw", tmp_path / "cache")
+    try:
+        result = run_backup(repo, BackupOptions(paths=(src,), workers=2, processes=2))
+        assert submitted >= 6
+        assert result.errors == []
+        assert result.counts.files_new == len(tree) * 100
+        run_restore(repo, result.snapshot, RestoreOptions(target=tmp_path / "out", workers=2))
+        assert manifest(restored(tmp_path / "out", src)) == manifest(src)
+        report = run_check(repo, read_data=True)
+        assert report.ok, report.errors
+    finally:
+        repo.close()
