@@ -36,9 +36,6 @@ def backup_folders(argv: list[str]) -> list[str]:
 
 
 def main() -> int:
-    from agent import allocator
-
-    allocator.tune()
     folders = backup_folders(sys.argv[1:])
     if folders:
         from agent.scan.crawler import start_early

@@ -37,7 +37,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import BinaryIO
 
-from agent import allocator
 from agent.archive.index_cache import KnownIds
 from agent.chunk.chunker import MIN_SIZE, Chunker
 from agent.codec.envelope import ObjectType, seal
@@ -206,7 +205,6 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
 
 
 if __name__ == "__main__":
-    allocator.tune()
     stdout = sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing may write into the answer stream by accident
     with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
