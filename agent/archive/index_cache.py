@@ -34,6 +34,8 @@ CREATE TABLE IF NOT EXISTS superseded (name TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS pack_seen (name TEXT PRIMARY KEY, first_seen REAL NOT NULL);
 """
 
+_LOOKUP_BATCH = 500  # IDs per query: under SQLite's oldest limit of 999 parameters
+
 
 @dataclass(frozen=True, slots=True)
 class BlobLocation:
@@ -117,11 +119,21 @@ class IndexCache:
         return None if row is None else BlobLocation(row[0], ObjectType(row[1]), *row[2:])
 
     def lookup_many(self, ids: Iterable[bytes]) -> dict[bytes, BlobLocation]:
-        found = {}
-        for blob_id in ids:
-            loc = self.lookup(blob_id)
-            if loc is not None:
-                found[blob_id] = loc
+        """Locations of those of ``ids`` that are indexed, looked up in batches."""
+        ids = list(ids)
+        found: dict[bytes, BlobLocation] = {}
+        pack_names: dict[str, str] = {}  # one str per pack, however many blobs it holds
+        with self._lock:
+            for start in range(0, len(ids), _LOOKUP_BATCH):
+                batch = ids[start : start + _LOOKUP_BATCH]
+                rows = self._db.execute(
+                    "SELECT b.id, p.name, b.type, b.offset, b.length, b.raw_length FROM blobs b "
+                    f"JOIN packs p ON p.id = b.pack WHERE b.id IN ({','.join('?' * len(batch))})",
+                    batch,
+                )
+                for r in rows:
+                    pack = pack_names.setdefault(r[1], r[1])
+                    found[r[0]] = BlobLocation(pack, ObjectType(r[2]), *r[3:])
         return found
 
     def known_ids(self) -> KnownIds:

@@ -1,23 +1,25 @@
 """Restore's file writer: reads each needed pack once, in order, and writes its blobs.
 
-Files are created (and sized) as the tree walk meets them; their blobs are
-grouped by pack. Worker threads then take whole packs: the pack's needed blobs
-are read in order, in spans of at most 4 MiB (sequential I/O, a few requests
-per pack on a server, bounded memory), each blob decrypted and verified once,
-and written with ``pwrite`` at every offset where it is used. A file is
-finished (metadata applied) when its last blob lands; a file with a damaged or
-missing blob is removed and reported, and every other file still restores.
+The tree walk hands over files; ``run`` then locates every blob they need in
+one batched index lookup and groups the blobs by pack. Worker threads take
+whole packs: the pack's needed blobs are read in order, in spans of at most
+4 MiB (sequential I/O, a few requests per pack on a server, bounded memory),
+each blob decrypted and verified once, and written with ``pwrite`` at every
+offset where it is used. A file made of one blob (most files) is created,
+written and closed by the worker that holds its blob, in one open; longer files
+are created and sized before the workers start. A file is finished (metadata
+applied) when its last blob lands; a file with a damaged or missing blob is
+removed and reported, and every other file still restores.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from agent.archive.index_cache import BlobLocation
 from agent.archive.repository import Repository
@@ -25,98 +27,104 @@ from agent.codec.envelope import open_blob
 from agent.engine.progress import Progress
 from agent.errors import CairnError, Interrupted
 
-_CREATE_FLAGS = (os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
-                 | getattr(os, "O_BINARY", 0))
-_WRITE_FLAGS = os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW | getattr(os, "O_BINARY", 0)
+_WRITE_FLAGS = os.O_WRONLY | _NOFOLLOW | getattr(os, "O_BINARY", 0)
 SPARSE_BLOCK = 16 * 1024
 _ZEROS = memoryview(bytes(SPARSE_BLOCK))
 MAX_SPAN_GAP = 4 * 1024 * 1024  # read around unneeded blobs smaller than this
 MAX_SPAN = 4 * 1024 * 1024  # bytes of a pack held per read (a bigger blob is read alone)
 
+OnDone = Callable[[str, dict, "str | None", int], None]
 
-@dataclass
+
 class _File:
-    path: Path
-    node: dict
-    remaining: int
-    error: str | None = None
+    """One file being restored: how many of its blob uses are still to land."""
+
+    __slots__ = ("error", "node", "path", "remaining", "whole")
+
+    def __init__(self, path: str, node: dict) -> None:
+        self.path, self.node = path, node
+        self.remaining = len(node.get("content", ()))
+        self.error: str | None = None
+        self.whole = self.remaining == 1  # one blob: the worker creates and writes it at once
 
 
-@dataclass
-class _Use:
-    """One place a blob is written: which file, at which offset."""
-
-    file: _File
-    offset: int
-
-
-@dataclass
-class _Plan:
-    """What one pack contributes: blob → location and uses."""
-
-    blobs: dict[bytes, tuple[BlobLocation, list[_Use]]] = field(default_factory=dict)
+# Where one blob goes: the files (and offsets in them) that use it.
+_Uses = list[tuple[_File, int]]
 
 
 class PackOrderedWriter:
     """Collects files during the tree walk, then restores them pack by pack."""
 
     def __init__(self, repo: Repository, workers: int, progress: Progress,
-                 cancel: threading.Event, on_done: Callable[[Path, dict, str | None, int], None],
-                 ) -> None:
+                 cancel: threading.Event, on_done: OnDone) -> None:
         self._repo, self._workers, self._progress, self._cancel = repo, workers, progress, cancel
         self._on_done = on_done
-        self._packs: dict[str, _Plan] = defaultdict(_Plan)
+        self._files: list[_File] = []
         self._lock = threading.Lock()
 
-    def add(self, path: Path, node: dict) -> None:
-        """Create the file now (sized, sparse) and plan its blobs."""
-        ids = [bytes.fromhex(h) for h in node.get("content", ())]
-        entry = _File(path, node, remaining=len(ids))
-        try:
-            if path.is_symlink():
-                path.unlink()
-            fd = os.open(path, _CREATE_FLAGS, 0o600)
-            try:
-                os.ftruncate(fd, node.get("size", 0))
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            self._on_done(path, node, exc.strerror or str(exc), 0)
+    def add(self, path: str, node: dict) -> None:
+        """Plan a file; an empty one is created at once."""
+        entry = _File(path, node)
+        if entry.remaining:
+            self._files.append(entry)
             return
-        offset = 0
-        for blob_id in ids:
-            try:
-                loc = self._repo.locate(blob_id)
-            except CairnError as exc:
-                entry.error = str(exc)
-                entry.remaining -= 1
-                continue
-            plan = self._packs[loc.pack]
-            uses = plan.blobs.setdefault(blob_id, (loc, []))[1]
-            uses.append(_Use(entry, offset))
-            offset += loc.raw_length
-        if entry.remaining == 0:
-            self._finish(entry)
+        try:
+            os.close(_create(path, node.get("size", 0)))
+        except OSError as exc:
+            entry.error = exc.strerror or str(exc)
+        self._finish(entry)
 
     def run(self) -> None:
-        """Restore every planned pack on the worker threads."""
-        packs, self._packs = self._packs, defaultdict(_Plan)
+        """Locate every planned blob, create the multi-blob files, restore pack by pack."""
+        files, self._files = self._files, []
+        packs = self._plan(files)
+        for entry in files:
+            if entry.remaining == 0:
+                self._finish(entry)  # none of its blobs is in the index
+            elif not entry.whole and entry.error is None:
+                try:
+                    os.close(_create(entry.path, entry.node.get("size", 0)))
+                except OSError as exc:
+                    entry.error = exc.strerror or str(exc)
+        del files
         with ThreadPoolExecutor(self._workers, thread_name_prefix="restore") as pool:
-            for future in [pool.submit(self._restore_pack, name, plan)
-                           for name, plan in sorted(packs.items())]:
+            for future in [pool.submit(self._restore_pack, name, packs.pop(name))
+                           for name in sorted(packs)]:
                 future.result()
 
-    def _restore_pack(self, pack: str, plan: _Plan) -> None:
+    def _plan(self, files: list[_File]) -> dict[str, dict[bytes, tuple[BlobLocation, _Uses]]]:
+        """Group every blob use by pack: pack → blob ID → (location, uses)."""
+        found = self._repo.cache.lookup_many(
+            {bytes.fromhex(h) for entry in files for h in entry.node["content"]})
+        packs: dict[str, dict[bytes, tuple[BlobLocation, _Uses]]] = defaultdict(dict)
+        for entry in files:
+            offset = 0
+            for blob_id in map(bytes.fromhex, entry.node["content"]):
+                loc = found.get(blob_id)
+                if loc is None:
+                    entry.error = f"blob {blob_id.hex()[:16]} is not in the archive's index"
+                    entry.remaining -= 1
+                    continue
+                blobs = packs[loc.pack]
+                if blob_id not in blobs:
+                    blobs[blob_id] = (loc, [])
+                blobs[blob_id][1].append((entry, offset))
+                offset += loc.raw_length
+        return packs
+
+    def _restore_pack(self, pack: str, blobs: dict[bytes, tuple[BlobLocation, _Uses]]) -> None:
         if self._cancel.is_set():
             raise Interrupted("Restore cancelled.")
-        for start, data, blobs in self._spans(pack, plan):
-            for blob_id, (loc, uses) in blobs:
+        for start, data, group in self._spans(pack, blobs):
+            for blob_id, (loc, uses) in group:
                 self._write_blob(blob_id, loc, uses, data, start)
 
-    def _spans(self, pack: str, plan: _Plan):
+    def _spans(self, pack: str, blobs: dict[bytes, tuple[BlobLocation, _Uses]]):
         """Read the pack in few requests (gaps under MAX_SPAN_GAP merged), each at most
         MAX_SPAN long unless one blob is longer: memory stays bounded per worker."""
-        items = sorted(plan.blobs.items(), key=lambda kv: kv[1][0].offset)
+        items = sorted(blobs.items(), key=lambda kv: kv[1][0].offset)
         group: list = []
         for item in items:
             loc = item[1][0]
@@ -136,7 +144,7 @@ class PackOrderedWriter:
             data = exc
         return start, data, group
 
-    def _write_blob(self, blob_id: bytes, loc: BlobLocation, uses: list[_Use],
+    def _write_blob(self, blob_id: bytes, loc: BlobLocation, uses: _Uses,
                     data: bytes | CairnError, start: int) -> None:
         error = None
         plain = b""
@@ -150,25 +158,25 @@ class PackOrderedWriter:
                 plain = open_blob(self._repo.keys, loc.type, blob_id, sealed, loc.raw_length)
             except CairnError as exc:
                 error = str(exc)
-        for use in uses:
-            if error is None and use.file.error is None:
+        for entry, offset in uses:
+            if error is None and entry.error is None:
                 try:
-                    _pwrite_file(use.file, plain, use.offset)
+                    _write_file(entry, plain, offset)
                     self._progress.bytes_done += len(plain)
                 except OSError as exc:
-                    error_here = exc.strerror or str(exc)
-                    use.file.error = use.file.error or error_here
-            elif use.file.error is None:
-                use.file.error = error
+                    entry.error = entry.error or exc.strerror or str(exc)
+            elif entry.error is None:
+                entry.error = error
             with self._lock:
-                use.file.remaining -= 1
-                last = use.file.remaining == 0
+                entry.remaining -= 1
+                last = entry.remaining == 0
             if last:
-                self._finish(use.file)
+                self._finish(entry)
 
     def _finish(self, entry: _File) -> None:
         if entry.error:
-            entry.path.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
         self._progress.files_done += 1
         self._on_done(entry.path, entry.node, entry.error, entry.node.get("size", 0))
 
@@ -177,10 +185,38 @@ def _end(loc: BlobLocation) -> int:
     return loc.offset + loc.length
 
 
-def _pwrite_file(entry: _File, plain: bytes, offset: int) -> None:
-    fd = os.open(entry.path, _WRITE_FLAGS)
+def _create(path: str, size: int) -> int:
+    """Create (or truncate) a regular file at ``path``, sized; never through a symlink.
+
+    A symlink already at ``path`` is replaced: ``O_NOFOLLOW`` makes the open fail
+    on it, where the platform has it; elsewhere it is looked for first."""
+    if not _NOFOLLOW and os.path.islink(path):
+        os.unlink(path)
     try:
-        if entry.node.get("sparse"):
+        fd = os.open(path, _CREATE_FLAGS, 0o600)
+    except OSError:
+        if not os.path.islink(path):
+            raise
+        os.unlink(path)
+        fd = os.open(path, _CREATE_FLAGS, 0o600)
+    if size:
+        try:
+            os.ftruncate(fd, size)
+        except OSError:
+            os.close(fd)
+            raise
+    return fd
+
+
+def _write_file(entry: _File, plain: bytes, offset: int) -> None:
+    size = entry.node.get("size", 0)
+    sparse = entry.node.get("sparse")
+    if entry.whole:
+        fd = _create(entry.path, size if sparse else 0)
+    else:
+        fd = os.open(entry.path, _WRITE_FLAGS)
+    try:
+        if sparse:
             _pwrite_sparse(fd, plain, offset)
         else:
             _pwrite_all(fd, memoryview(plain), offset)

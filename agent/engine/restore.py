@@ -1,11 +1,12 @@
 """Restore: snapshot → trees → blobs (read, decrypt, verify, decompress) → files.
 
-The calling thread walks the snapshot's trees, creates directories, symlinks
-and (empty, sized) files, and plans which blobs each file needs. The
-``PackOrderedWriter`` then reads each pack once and writes its blobs where they
-belong; zero blocks of sparse files stay holes. Directory metadata is applied
-last, deepest first, so writing files does not disturb directory mtimes. A file
-with damaged data is removed and reported; the other files are still restored.
+The calling thread walks the snapshot's trees once: it creates directories,
+symlinks and empty files, and hands every other file to the
+``PackOrderedWriter``, which then reads each pack once and writes its blobs
+where they belong (creating the files as it goes); zero blocks of sparse files
+stay holes. Directory metadata is applied last, deepest first, so writing files
+does not disturb directory mtimes. A file with damaged data is removed and
+reported; the other files are still restored.
 """
 
 from __future__ import annotations
@@ -60,16 +61,18 @@ class _Selection:
         return any(w[: len(parts)] == parts or parts[: len(w)] == w for w in self._wanted)
 
 
-def _walk(repo: Repository, tree_id: str, parts: tuple[str, ...],
-          select: _Selection) -> Iterator[tuple[tuple[str, ...], dict]]:
-    """Pre-order (path parts, node) of the selected part of a tree."""
+def _walk(repo: Repository, tree_id: str, folder: str, parts: tuple[str, ...],
+          select: _Selection) -> Iterator[tuple[str, dict]]:
+    """Pre-order (restore path, node) of the selected part of a tree under ``folder``."""
     for node in repo.tree(tree_id):
-        child = (*parts, decode_name(node, "name"))
+        name = decode_name(node, "name")
+        child = (*parts, name)
         if not select.wants(child):
             continue
-        yield child, node
+        path = os.path.join(folder, name)
+        yield path, node
         if node["type"] == "dir" and node.get("subtree"):
-            yield from _walk(repo, node["subtree"], child, select)
+            yield from _walk(repo, node["subtree"], path, child, select)
 
 
 def run_restore(repo: Repository, snap: Snapshot, options: RestoreOptions,
@@ -90,20 +93,16 @@ def run_restore(repo: Repository, snap: Snapshot, options: RestoreOptions,
 
 def _restore(repo: Repository, snap: Snapshot, options: RestoreOptions,
              progress: Progress) -> RestoreResult:
+    """One walk makes the folders and symlinks and plans the files (the totals
+    are known when it ends); then the writer restores the files pack by pack."""
     started = time.monotonic()
     repo.sync_index()
     select = _Selection(options.includes)
     progress.phase = "counting"
-    for _parts, node in _walk(repo, snap.tree, (), select):
-        if node["type"] == "file":
-            progress.files_total += 1
-            progress.bytes_total += node.get("size", 0)
-    progress.totals_known = True
-    progress.phase = "restoring"
     result = RestoreResult()
     lock = threading.Lock()
 
-    def file_done(path: Path, node: dict, error: str | None, size: int) -> None:
+    def file_done(path: str, node: dict, error: str | None, size: int) -> None:
         if error is None:
             _apply_metadata(path, node, follow=True)
         with lock:
@@ -114,12 +113,11 @@ def _restore(repo: Repository, snap: Snapshot, options: RestoreOptions,
                 result.errors.append(f"{path}: {error}")
 
     writer = PackOrderedWriter(repo, options.workers, progress, options.cancel, file_done)
-    dirs: list[tuple[Path, dict]] = []
+    dirs: list[tuple[str, dict]] = []
     options.target.mkdir(parents=True, exist_ok=True)
-    for parts, node in _walk(repo, snap.tree, (), select):
+    for path, node in _walk(repo, snap.tree, str(options.target), (), select):
         if options.cancel.is_set():
             raise Interrupted("Restore cancelled.")
-        path = options.target.joinpath(*parts)
         if node["type"] == "dir":
             _make_dir(path)
             dirs.append((path, node))
@@ -127,7 +125,11 @@ def _restore(repo: Repository, snap: Snapshot, options: RestoreOptions,
         elif node["type"] == "symlink":
             _make_symlink(path, node, result)
         else:
+            progress.files_total += 1
+            progress.bytes_total += node.get("size", 0)
             writer.add(path, node)
+    progress.totals_known = True
+    progress.phase = "restoring"
     writer.run()
     for path, node in reversed(dirs):
         _apply_metadata(path, node, follow=True)
@@ -136,16 +138,24 @@ def _restore(repo: Repository, snap: Snapshot, options: RestoreOptions,
     return result
 
 
-def _make_dir(path: Path) -> None:
-    if path.is_symlink():
-        path.unlink()
-    path.mkdir(parents=True, exist_ok=True)
-
-
-def _make_symlink(path: Path, node: dict, result: RestoreResult) -> None:
+def _make_dir(path: str) -> None:
+    """A folder at ``path`` (a symlink there is replaced, never followed)."""
     try:
-        if path.is_symlink() or path.is_file():
-            path.unlink()
+        os.mkdir(path)
+    except FileExistsError:
+        if os.path.islink(path):
+            os.unlink(path)
+            os.mkdir(path)
+        elif not os.path.isdir(path):
+            raise
+    except FileNotFoundError:
+        os.makedirs(path, exist_ok=True)
+
+
+def _make_symlink(path: str, node: dict, result: RestoreResult) -> None:
+    try:
+        if os.path.islink(path) or os.path.isfile(path):
+            os.unlink(path)
         os.symlink(decode_name(node, "target"), path)
         _apply_metadata(path, node, follow=False)
         result.symlinks += 1
@@ -153,7 +163,7 @@ def _make_symlink(path: Path, node: dict, result: RestoreResult) -> None:
         result.errors.append(f"{path}: {exc.strerror}")
 
 
-def _apply_metadata(path: Path, node: dict, *, follow: bool) -> None:
+def _apply_metadata(path: str, node: dict, *, follow: bool) -> None:
     """Owner (when root), permissions, xattrs and mtime; best effort, never fatal."""
     try:
         if hasattr(os, "geteuid") and os.geteuid() == 0:

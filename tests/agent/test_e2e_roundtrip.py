@@ -178,3 +178,30 @@ def test_ls_for_people_prints_odd_names(backed_up: BackedUp) -> None:
     raw = os.fsencode(listing)
     assert b"latin1-\xe9\xff.bin" in raw and b"dir-\xfe/\xc3\x28" in raw
     assert "ünïcødé-名前-🦀.txt" in listing and "links/raw-target" in listing
+
+
+def test_restore_over_planted_symlinks_replaces_them_and_writes_nothing_through_them(
+        backed_up: BackedUp, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    backed_up.cairn.restore("latest", out)
+    copy = restored(out, backed_up.src)
+    victim_file = tmp_path / "victim.txt"
+    victim_file.write_bytes(b"must stay")
+    victim_dir = tmp_path / "victim-dir"
+    victim_dir.mkdir()
+    # One-blob file, many-blob file, folder: each replaced by a symlink pointing outside.
+    for name in ("hello.txt", "big.bin"):
+        (copy / name).unlink()
+        (copy / name).symlink_to(victim_file)
+    for path in (copy / "nested").iterdir():
+        path.unlink()
+    (copy / "nested").rmdir()
+    (copy / "nested").symlink_to(victim_dir, target_is_directory=True)
+    (copy / "secret.key").write_bytes(b"stale and longer than the original" * 10)
+
+    doc = backed_up.cairn.restore("latest", out)
+
+    assert doc["errors"] == []
+    assert manifest(copy) == backed_up.before
+    assert victim_file.read_bytes() == b"must stay"
+    assert list(victim_dir.iterdir()) == []

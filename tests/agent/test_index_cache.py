@@ -85,3 +85,17 @@ def test_cache_clear_and_persistence(tmp_path: Path) -> None:
     cache.clear()
     assert cache.lookup(b"\1" * 32) is None and not cache.index_files()
     cache.close()
+
+
+def test_lookup_many_answers_like_lookup_across_batches(tmp_path: Path) -> None:
+    cache = IndexCache(tmp_path / "index.sqlite")
+    try:
+        stored = [i.to_bytes(32, "big") for i in range(1, 1201)]  # more than two batches
+        cache.add("ab" * 32, {"01" * 32: _entries(stored[:700]), "02" * 32: _entries(stored[700:])})
+        absent = [i.to_bytes(32, "little") for i in range(2, 40)]
+        found = cache.lookup_many(stored[::-1] + absent)
+        assert found.keys() == set(stored)
+        assert all(found[blob_id] == cache.lookup(blob_id) for blob_id in stored)
+        assert cache.lookup_many([]) == {}
+    finally:
+        cache.close()
