@@ -112,7 +112,11 @@ class SealWorker:
         while True:
             try:
                 answer = _receive(stdout)  # type: ignore[arg-type]
-            except (EOFError, OSError, pickle.UnpicklingError):
+            except (EOFError, OSError):
+                break
+            except Exception:  # an answer that does not decode: the stream is out of step
+                with contextlib.suppress(OSError):
+                    self._proc.kill()
                 break
             done = self._waiting.popleft()
             if isinstance(answer, tuple) and answer and answer[0] == "error":

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import pickle
 import struct
+import threading
 
 from agent.scan.listing import EntryStat, list_dir
 
@@ -38,7 +39,10 @@ class ListerProcess:
     """One forked child that lists folders on request; used by one thread.
 
     Several requests may be outstanding, so the child never idles while the
-    parent's thread waits for the GIL.
+    parent's thread waits for the GIL. ``close`` may come from another thread:
+    it waits for a ``send`` or ``receive`` in progress, because closing the
+    pipes under it would let a pipe opened next (by any part of the program)
+    reuse the descriptor numbers and be read or written by mistake.
     """
 
     def __init__(self) -> None:
@@ -60,27 +64,30 @@ class ListerProcess:
         _open_in_parent.update((self._request_w, self._answer_r))
         self._answers = open(self._answer_r, "rb", buffering=1 << 20, closefd=False)  # noqa: SIM115
         self._closed = False
+        self._io = threading.Lock()  # held while the pipes are in use, and to close them
 
     def send(self, paths: list[str]) -> None:
         """Ask for folders' listings (one write); answers come back in the order asked."""
-        if self._closed:
-            raise OSError("the lister process was ended")
         parts = []
         for path in paths:
             data = os.fsencode(path)
             parts += (_LENGTH.pack(len(data)), data)
-        _write_all(self._request_w, b"".join(parts))
+        with self._io:
+            if self._closed:
+                raise OSError("the lister process was ended")
+            _write_all(self._request_w, b"".join(parts))
 
     def receive(self) -> list | OSError:
         """The next answer: a listing as ``list_dir`` gives it (buffered: one read
         often brings several answers)."""
-        if self._closed:
-            raise OSError("the lister process was ended")
-        head = self._answers.read(_LENGTH.size)
-        if len(head) < _LENGTH.size:
-            raise EOFError("the lister process ended")
-        (length,) = _LENGTH.unpack(head)
-        body = self._answers.read(length)
+        with self._io:
+            if self._closed:
+                raise OSError("the lister process was ended")
+            head = self._answers.read(_LENGTH.size)
+            if len(head) < _LENGTH.size:
+                raise EOFError("the lister process ended")
+            (length,) = _LENGTH.unpack(head)
+            body = self._answers.read(length)
         if len(body) < length:
             raise EOFError("the lister process ended")
         answer = pickle.loads(body)
@@ -90,14 +97,15 @@ class ListerProcess:
         return [(name, st if isinstance(st, OSError) else make(st)) for name, st in answer]
 
     def close(self) -> None:
-        """End the child (it sees end of file) and reap it."""
-        if self._closed:
-            return
-        self._closed = True
-        _open_in_parent.difference_update((self._request_w, self._answer_r))
-        self._answers.close()
-        os.close(self._request_w)
-        os.close(self._answer_r)
+        """End the child (it sees end of file) and reap it; safe from any thread."""
+        with self._io:
+            if self._closed:
+                return
+            self._closed = True
+            _open_in_parent.difference_update((self._request_w, self._answer_r))
+            self._answers.close()
+            os.close(self._request_w)
+            os.close(self._answer_r)
         os.waitpid(self._pid, 0)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import stat
+import threading
 import time
 from pathlib import Path
 
@@ -117,6 +118,36 @@ def test_lister_process_answers_in_order_and_ends_on_close(tmp_path: Path) -> No
         os.waitpid(pid, os.WNOHANG)  # reaped: no zombie left behind
     with pytest.raises(OSError, match="ended"):
         process.send([str(tmp_path)])
+
+
+@needs_fork
+def test_closing_a_lister_from_another_thread_waits_for_a_request_being_sent(
+        tmp_path: Path) -> None:
+    """Its pipes must stay open under a send (or receive) in progress: closed, their
+    descriptor numbers could be reused by the next pipe anyone opens (a backup starts
+    its worker processes right then) and that pipe written or read by mistake."""
+    process = ListerProcess()
+    request_pipe = os.fstat(process._request_w).st_ino
+    os.kill(process._pid, signal.SIGSTOP)  # it reads no request for now
+    long_missing = [str(tmp_path / ("a/" * 1900) / str(i)) for i in range(24)]  # > a pipe's 64 KiB
+    sender = threading.Thread(target=process.send, args=(long_missing,))
+    sender.start()
+    time.sleep(0.2)  # the sender is blocked on the full request pipe
+    closer = threading.Thread(target=process.close)
+    closer.start()
+    time.sleep(0.2)
+    try:
+        assert os.fstat(process._request_w).st_ino == request_pipe, "closed under the sender"
+        assert closer.is_alive()
+    finally:
+        os.kill(process._pid, signal.SIGCONT)
+        sender.join(10)
+        closer.join(10)
+    assert not sender.is_alive() and not closer.is_alive()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(process._pid, os.WNOHANG)  # reaped
+    with pytest.raises(OSError, match="ended"):
+        process.receive()
 
 
 @needs_fork

@@ -103,6 +103,24 @@ def test_batches_of_a_killed_worker_are_reported_lost(keys: ArchiveKeys, tmp_pat
     pool.close()
 
 
+def test_an_answer_that_does_not_decode_ends_the_worker_and_its_batches_are_lost(
+        keys: ArchiveKeys, tmp_path: Path) -> None:
+    (tmp_path / "a").write_bytes(b"data")
+    worker = SealWorker(keys, b"")
+    os.kill(worker.pid, signal.SIGSTOP)  # it answers nothing itself
+    answers = Answers()
+    worker.submit([str(tmp_path / "a")], answers)
+    with open(f"/proc/{worker.pid}/fd/1", "wb") as answer_stream:  # the same pipe
+        answer_stream.write(b"\0\0\0\x05junk!")
+    try:
+        (lost,) = answers.wait(1)
+        assert isinstance(lost, WorkerLost)
+        assert not worker.alive
+        assert worker._proc.wait(10) == -signal.SIGKILL
+    finally:
+        worker.kill()
+
+
 def test_a_backup_completes_when_its_worker_processes_are_killed(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Batches a dead worker held are read in the backup's own process: nothing is lost."""
