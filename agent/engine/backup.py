@@ -49,6 +49,7 @@ from agent.model.snapshot import Snapshot, now_iso
 from agent.model.tree import encode_tree, sort_nodes
 from agent.scan.dircache import DirCache
 from agent.scan.walker import DirTask, ScanCounts, Walker
+from agent.scan.xattrs import read_xattrs
 
 BATCH_FILES = 64
 PROCESS_THRESHOLD = 1000  # small files seen before worker processes pay for their start-up
@@ -201,12 +202,15 @@ class _FileReader:
         sink, progress = self._sink, self._progress
         for blob_id, sealed, raw_length in blobs:
             sink.add(ObjectType.DATA, blob_id, sealed, raw_length)
-        for (_path, node), (ids, total, error) in zip(batch.items, outcomes, strict=True):
+        for (_path, node), (ids, total, error, xattrs) in zip(batch.items, outcomes,
+                                                              strict=True):
             if error:
                 node["_error"] = error
             else:
                 node["content"] = [i.hex() for i in ids]
                 node["size"] = total
+                if xattrs:
+                    node["xattrs"] = xattrs
                 progress.bytes_done += total
             progress.files_done += 1
 
@@ -236,6 +240,9 @@ class _FileReader:
         keys, sink, progress = self._repo.keys, self._sink, self._progress
         ids, total = [], 0
         with open(path, "rb", buffering=0) as f:
+            xattrs = read_xattrs(f.fileno())
+            if xattrs:
+                node["xattrs"] = xattrs
             if node["size"] < MIN_SIZE:
                 data = f.read()
                 chunks = [data] if len(data) < MIN_SIZE else self._chunker().chunks_of(data)

@@ -9,19 +9,20 @@ processes added 25 MB to a first backup's memory and whose workers were 32 MB
 each. ``subprocess`` starts it safely from a threaded process, on every platform.
 
 Each worker gets the archive keys and a read-only snapshot of the known blob IDs
-once, at start; it returns, per batch, each file's blob IDs (or why it could not
-be read) and the sealed blobs it did not know. The parent's ``PackSink`` drops
-the few duplicates two workers both sealed. Large files stay on threads (zstd
-releases the GIL there, and their sealed chunks would otherwise cross a pipe in
-bulk).
+once, at start; it returns, per batch, each file's blob IDs and extended
+attributes (or why it could not be read) and the sealed blobs it did not know.
+The parent's ``PackSink`` drops the few duplicates two workers both sealed.
+Large files stay on threads (zstd releases the GIL there, and their sealed
+chunks would otherwise cross a pipe in bulk).
 
 Wire format on the worker's stdin and stdout (private to one run): every
 message is a 4-byte big-endian length and a pickle. The first request is
 ``(master_key, known_ids_raw)``; each later one a list of paths. Each answer is
-``(outcomes, blobs)`` for one request, in request order, or ``("error", text)``
-when the worker failed. A worker exits when its stdin closes. If a worker dies,
-its unanswered batches are reported as ``WorkerLost`` (the caller reads them on
-a thread instead) and it takes no more work.
+``(outcomes, blobs)`` for one request, in request order (``FileOutcome`` and
+``SealedBlob`` below), or ``("error", text)`` when the worker failed. A worker
+exits when its stdin closes. If a worker dies, its unanswered batches are
+reported as ``WorkerLost`` (the caller reads them on a thread instead) and it
+takes no more work.
 """
 
 from __future__ import annotations
@@ -41,8 +42,10 @@ from agent.archive.index_cache import KnownIds
 from agent.chunk.chunker import MIN_SIZE, Chunker
 from agent.codec.envelope import ObjectType, seal
 from agent.codec.keys import ArchiveKeys
+from agent.scan.xattrs import read_xattrs
 
-FileOutcome = tuple[list[bytes], int, str | None]  # blob IDs, bytes read, error
+FileOutcome = tuple[list[bytes], int, str | None, dict[str, str] | None]
+"""A file's blob IDs, bytes read, error (or None), extended attributes (or None)."""
 SealedBlob = tuple[bytes, bytes, int]  # ID, sealed bytes, plaintext length
 BatchResult = tuple[list[FileOutcome], list[SealedBlob]]
 Callback = Callable[[BatchResult | BaseException], None]
@@ -175,8 +178,9 @@ def seal_files(keys: ArchiveKeys, known: KnownIds, seen: set[bytes],
         try:
             with open(path, "rb", buffering=0) as f:
                 data = f.read()
+                xattrs = read_xattrs(f.fileno())
         except OSError as exc:
-            outcomes.append(([], 0, f"{path}: {exc.strerror or exc}"))
+            outcomes.append(([], 0, f"{path}: {exc.strerror or exc}", None))
             continue
         chunks = [data] if len(data) < MIN_SIZE else Chunker(keys.chunker_seed).chunks_of(data)
         ids = []
@@ -188,7 +192,7 @@ def seal_files(keys: ArchiveKeys, known: KnownIds, seen: set[bytes],
                 seen.add(blob_id)
                 blobs.append((blob_id, seal(keys, ObjectType.DATA, blob_id, chunk), len(chunk)))
             ids.append(blob_id)
-        outcomes.append((ids, len(data), None))
+        outcomes.append((ids, len(data), None, xattrs))
     return outcomes, blobs
 
 

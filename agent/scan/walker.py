@@ -21,7 +21,6 @@ Backed-up paths are recorded with their full original path: backing up
 
 from __future__ import annotations
 
-import base64
 import fnmatch
 import os
 import stat
@@ -33,6 +32,7 @@ from agent.model.tree import decode_name, encode_name
 from agent.scan.crawler import Crawler, adopt_early
 from agent.scan.dircache import DirCache
 from agent.scan.listing import Entry, fingerprint
+from agent.scan.xattrs import read_xattrs
 
 
 @dataclass
@@ -76,18 +76,6 @@ def stat_node(name: str, st: os.stat_result) -> dict:
     return node
 
 
-def _read_xattrs(path: str, node: dict) -> None:
-    if not hasattr(os, "listxattr"):
-        return
-    try:
-        names = os.listxattr(path, follow_symlinks=False)
-        if names:
-            node["xattrs"] = {n: base64.b64encode(os.getxattr(path, n, follow_symlinks=False))
-                              .decode() for n in names}
-    except OSError:
-        pass  # Not supported here, or vanished: metadata only.
-
-
 def _read_dir_xattrs(folder: str, nodes: list[dict]) -> None:
     """Extended attributes of the folders among a rebuilt folder's nodes.
 
@@ -96,7 +84,9 @@ def _read_dir_xattrs(folder: str, nodes: list[dict]) -> None:
     """
     for node in nodes:
         if node["type"] == "dir" and "xattrs" not in node:
-            _read_xattrs(_join(folder, decode_name(node, "name")), node)
+            xattrs = read_xattrs(_join(folder, decode_name(node, "name")))
+            if xattrs:
+                node["xattrs"] = xattrs
 
 
 def _unchanged(old: dict | None, st: os.stat_result) -> bool:
@@ -226,7 +216,6 @@ class Walker:
         node = stat_node(name, st)
         if getattr(st, "st_blocks", None) is not None and st.st_blocks * 512 < st.st_size:
             node["sparse"] = True
-        _read_xattrs(path, node)
         parent.nodes.append(node)
         self._read_file(path, node, parent)
 

@@ -52,6 +52,7 @@ def test_a_worker_seals_files_and_skips_known_and_repeated_blobs(keys: ArchiveKe
     contents = {"a": b"alpha" * 100, "b": b"known blob", "c": b"alpha" * 100, "e": b""}
     for name, data in contents.items():
         (tmp_path / name).write_bytes(data)
+    os.setxattr(tmp_path / "a", "user.origin", b"\x00camera")
     known = KnownIds(keys.blob_id(b"known blob"))
     worker = SealWorker(keys, known.raw)
     answers = Answers()
@@ -61,9 +62,10 @@ def test_a_worker_seals_files_and_skips_known_and_repeated_blobs(keys: ArchiveKe
         (first, first_blobs), (second, second_blobs) = answers.wait(2)
     finally:
         worker.close()
-    assert [ids for ids, _, _ in first] == [[keys.blob_id(contents["a"])],
-                                             [keys.blob_id(b"known blob")]]
-    assert [size for _, size, _ in first] == [500, 10]
+    assert [ids for ids, _, _, _ in first] == [[keys.blob_id(contents["a"])],
+                                                [keys.blob_id(b"known blob")]]
+    assert [size for _, size, _, _ in first] == [500, 10]
+    assert [xattrs for _, _, _, xattrs in first] == [{"user.origin": "AGNhbWVyYQ=="}, None]
     # Only "a" was sealed: "b" is known, "c" repeats "a", "e" is empty.
     assert [(blob_id, raw) for blob_id, _, raw in first_blobs] == \
         [(keys.blob_id(contents["a"]), 500)]
@@ -72,7 +74,7 @@ def test_a_worker_seals_files_and_skips_known_and_repeated_blobs(keys: ArchiveKe
     assert second_blobs == []
     assert second[0][0] == [keys.blob_id(contents["a"])]
     assert second[1][0] == [] and "missing" in second[1][2]
-    assert second[2] == ([], 0, None)
+    assert second[2] == ([], 0, None, None)
 
 
 def test_a_failing_batch_is_reported_and_the_worker_keeps_serving(keys: ArchiveKeys,
