@@ -48,6 +48,7 @@ from agent.errors import ArchiveError, Interrupted
 from agent.model.snapshot import Snapshot, now_iso
 from agent.model.tree import encode_tree, sort_nodes
 from agent.scan.dircache import DirCache
+from agent.scan.source import open_source
 from agent.scan.walker import DirTask, ScanCounts, Walker
 from agent.scan.xattrs import read_xattrs
 
@@ -239,7 +240,7 @@ class _FileReader:
     def _store_file(self, path: str, node: dict) -> None:
         keys, sink, progress = self._repo.keys, self._sink, self._progress
         ids, total = [], 0
-        with open(path, "rb", buffering=0) as f:
+        with open_source(path) as f:
             xattrs = read_xattrs(f.fileno())
             if xattrs:
                 node["xattrs"] = xattrs

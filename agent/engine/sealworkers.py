@@ -42,6 +42,7 @@ from agent.archive.index_cache import KnownIds
 from agent.chunk.chunker import MIN_SIZE, Chunker
 from agent.codec.envelope import ObjectType, seal
 from agent.codec.keys import ArchiveKeys
+from agent.scan.source import open_source
 from agent.scan.xattrs import read_xattrs
 
 FileOutcome = tuple[list[bytes], int, str | None, dict[str, str] | None]
@@ -176,7 +177,7 @@ def seal_files(keys: ArchiveKeys, known: KnownIds, seen: set[bytes],
     blobs: list[SealedBlob] = []
     for path in paths:
         try:
-            with open(path, "rb", buffering=0) as f:
+            with open_source(path) as f:
                 data = f.read()
                 xattrs = read_xattrs(f.fileno())
         except OSError as exc:

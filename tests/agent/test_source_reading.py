@@ -1,0 +1,71 @@
+"""How a backup opens the files it reads: access times stay as they were."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from agent.archive.repository import Repository
+from agent.dest.local import LocalDestination
+from agent.engine.backup import PROCESS_THRESHOLD, BackupOptions, run_backup
+from agent.scan.source import open_source
+from tests.agent.strategies import random_bytes
+from tests.agent.treespec import File, build
+
+MiB = 1024 * 1024
+
+
+def test_a_backup_leaves_access_times_alone(tmp_path: Path) -> None:
+    dirs = PROCESS_THRESHOLD // 100 + 2  # enough small files for the worker processes too
+    tree: dict = {f"d{d:02d}": {f"f{i:03d}": File(random_bytes(50 + i, d * 1000 + i))
+                                for i in range(100)} for d in range(dirs)}
+    tree["big.bin"] = File(random_bytes(3 * MiB, 7))
+    src = build(tmp_path / "src", tree)
+    watched = [src / "d00" / "f001", src / f"d{dirs - 1:02d}" / "f099", src / "big.bin"]
+    before = {}
+    for path in watched:  # an access time before the mtime: relatime would update it on read
+        st = path.stat()
+        os.utime(path, ns=(st.st_mtime_ns - 10**12, st.st_mtime_ns))
+        before[path] = path.stat().st_atime_ns
+    repo = Repository.create(LocalDestination(tmp_path / "archive"), "pw", tmp_path / "cache")
+    try:
+        result = run_backup(repo, BackupOptions(paths=(src,), workers=2, processes=2))
+    finally:
+        repo.close()
+    assert result.errors == [] and result.counts.files_new == dirs * 100 + 1
+    assert {path: path.stat().st_atime_ns for path in watched} == before
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or os.geteuid() != 0,
+                    reason="needs root to read as another user")
+def test_a_file_of_another_owner_is_still_read() -> None:
+    """O_NOATIME is refused (EPERM) on files the reader does not own: it reads without."""
+    folder = Path(tempfile.mkdtemp(prefix="cairn-owner-"))  # pytest's folders are root's only
+    folder.chmod(0o755)
+    path = folder / "roots.txt"
+    path.write_bytes(b"owned by root, readable by all")
+    path.chmod(0o644)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: become nobody, then read the file
+        code = 1
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            with open_source(str(path)) as f:
+                os.write(write_end, f.read())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    try:
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert os.read(read_end, 100) == b"owned by root, readable by all"
+    finally:
+        os.close(read_end)
+        shutil.rmtree(folder)
