@@ -115,11 +115,19 @@ def _restore(repo: Repository, snap: Snapshot, options: RestoreOptions,
     writer = PackOrderedWriter(repo, options.workers, progress, options.cancel, file_done)
     dirs: list[tuple[str, dict]] = []
     options.target.mkdir(parents=True, exist_ok=True)
+    blocked = None  # below a folder that could not be made, nothing can be restored
     for path, node in _walk(repo, snap.tree, str(options.target), (), select):
         if options.cancel.is_set():
             raise Interrupted("Restore cancelled.")
+        if blocked and path.startswith(blocked):
+            continue
         if node["type"] == "dir":
-            _make_dir(path)
+            try:
+                _make_dir(path)
+            except OSError as exc:
+                result.errors.append(f"{path}: {_why_not_a_folder(exc)}")
+                blocked = path + os.sep
+                continue
             dirs.append((path, node))
             result.dirs += 1
         elif node["type"] == "symlink":
@@ -150,6 +158,12 @@ def _make_dir(path: str) -> None:
             raise
     except FileNotFoundError:
         os.makedirs(path, exist_ok=True)
+
+
+def _why_not_a_folder(exc: OSError) -> str:
+    if isinstance(exc, FileExistsError):
+        return "something other than a folder is in the way; nothing below it was restored"
+    return f"{exc.strerror or exc}; nothing below it was restored"
 
 
 def _make_symlink(path: str, node: dict, result: RestoreResult) -> None:

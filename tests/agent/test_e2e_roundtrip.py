@@ -205,3 +205,21 @@ def test_restore_over_planted_symlinks_replaces_them_and_writes_nothing_through_
     assert manifest(copy) == backed_up.before
     assert victim_file.read_bytes() == b"must stay"
     assert list(victim_dir.iterdir()) == []
+
+
+def test_a_file_where_a_folder_belongs_is_reported_and_the_rest_restores(
+        backed_up: BackedUp, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    copy = restored(out, backed_up.src)
+    copy.mkdir(parents=True)
+    (copy / "nested").write_bytes(b"a file of the user's, where the backup has a folder")
+
+    doc = backed_up.cairn.restore("latest", out, expect=None)
+
+    (error,) = doc["errors"]
+    assert "nested" in error and "in the way" in error
+    assert (copy / "nested").read_bytes().startswith(b"a file of the user's")
+    expected = {p: e for p, e in backed_up.before.items()
+                if p != b"nested" and not p.startswith(b"nested/")}
+    got = {p: e for p, e in manifest(copy).items() if p not in (b".", b"nested")}
+    assert got == {p: e for p, e in expected.items() if p != b"."}
