@@ -216,6 +216,6 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
 if __name__ == "__main__":
     stdout = sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing may write into the answer stream by accident
-    with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
-        serve(sys.stdin.buffer, stdout)
+    with contextlib.suppress(KeyboardInterrupt, BrokenPipeError, EOFError):
+        serve(sys.stdin.buffer, stdout)  # EOFError: the parent ended before the keys came
     os._exit(0)

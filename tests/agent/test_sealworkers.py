@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -121,6 +123,13 @@ def test_an_answer_that_does_not_decode_ends_the_worker_and_its_batches_are_lost
         assert worker._proc.wait(10) == -signal.SIGKILL
     finally:
         worker.kill()
+
+
+def test_a_worker_whose_parent_ends_before_the_keys_exits_quietly() -> None:
+    proc = subprocess.run([sys.executable, "-P", "-m", "agent.engine.sealworkers"],
+                          input=b"", capture_output=True, timeout=60,
+                          cwd=Path(__file__).parents[2])
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, b"", b"")
 
 
 def test_a_backup_completes_when_its_worker_processes_are_killed(
