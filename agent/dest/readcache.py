@@ -1,9 +1,9 @@
 """Small reads of packs served from aligned windows, so restores make few round trips.
 
-A restore reads one blob at a time, and most blobs are small (a file of a few
-KiB is one blob) and sit next to each other in their pack, because backup packs
-the files of a folder together. Over HTTP each read is a round trip, which
-costs far more than the bytes. So a read of a data pack of at most ``small``
+Tree walks (restore, ``ls``, a backup's parent snapshot) read one blob at a
+time, and most such blobs are small and sit next to each other in their pack,
+because backup packs a folder's trees and files together. Over HTTP each read
+is a round trip, which costs far more than the bytes. So a read of a data pack of at most ``small``
 bytes fetches the whole ``window``-aligned window around it (one range request)
 and keeps the last ``capacity`` windows; the next blobs usually come from
 memory. Larger reads, reads crossing a window edge and other kinds pass
