@@ -9,7 +9,9 @@ offset where it is used. A file made of one blob (most files) is created,
 written and closed by the worker that holds its blob, in one open; longer files
 are created and sized before the workers start. A file is finished (metadata
 applied) when its last blob lands; a file with a damaged or missing blob is
-removed and reported, and every other file still restores.
+reported and not left behind (removed if this restore created it; a file that
+could not be created, e.g. a folder in the way, is left as it was), and every
+other file still restores.
 """
 
 from __future__ import annotations
@@ -41,13 +43,14 @@ OnDone = Callable[[str, dict, "str | None", int], None]
 class _File:
     """One file being restored: how many of its blob uses are still to land."""
 
-    __slots__ = ("error", "node", "path", "remaining", "whole")
+    __slots__ = ("created", "error", "node", "path", "remaining", "whole")
 
     def __init__(self, path: str, node: dict) -> None:
         self.path, self.node = path, node
         self.remaining = len(node.get("content", ()))
         self.error: str | None = None
         self.whole = self.remaining == 1  # one blob: the worker creates and writes it at once
+        self.created = False  # only a file this restore created is removed when it fails
 
 
 # Where one blob goes: the files (and offsets in them) that use it.
@@ -70,10 +73,7 @@ class PackOrderedWriter:
         if entry.remaining:
             self._files.append(entry)
             return
-        try:
-            os.close(_create(path, node.get("size", 0)))
-        except OSError as exc:
-            entry.error = exc.strerror or str(exc)
+        _create_planned(entry)
         self._finish(entry)
 
     def run(self) -> None:
@@ -84,10 +84,7 @@ class PackOrderedWriter:
             if entry.remaining == 0:
                 self._finish(entry)  # none of its blobs is in the index
             elif not entry.whole and entry.error is None:
-                try:
-                    os.close(_create(entry.path, entry.node.get("size", 0)))
-                except OSError as exc:
-                    entry.error = exc.strerror or str(exc)
+                _create_planned(entry)
         del files
         with ThreadPoolExecutor(self._workers, thread_name_prefix="restore") as pool:
             for future in [pool.submit(self._restore_pack, name, packs.pop(name))
@@ -174,7 +171,7 @@ class PackOrderedWriter:
                 self._finish(entry)
 
     def _finish(self, entry: _File) -> None:
-        if entry.error:
+        if entry.error and entry.created:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(entry.path)
         self._progress.files_done += 1
@@ -208,11 +205,21 @@ def _create(path: str, size: int) -> int:
     return fd
 
 
+def _create_planned(entry: _File) -> None:
+    """Create (sized) a file that gets its blobs later, or record why it cannot be."""
+    try:
+        os.close(_create(entry.path, entry.node.get("size", 0)))
+        entry.created = True
+    except OSError as exc:
+        entry.error = exc.strerror or str(exc)
+
+
 def _write_file(entry: _File, plain: bytes, offset: int) -> None:
     size = entry.node.get("size", 0)
     sparse = entry.node.get("sparse")
     if entry.whole:
         fd = _create(entry.path, size if sparse else 0)
+        entry.created = True
     else:
         fd = os.open(entry.path, _WRITE_FLAGS)
     try:

@@ -223,3 +223,20 @@ def test_a_file_where_a_folder_belongs_is_reported_and_the_rest_restores(
                 if p != b"nested" and not p.startswith(b"nested/")}
     got = {p: e for p, e in manifest(copy).items() if p not in (b".", b"nested")}
     assert got == {p: e for p, e in expected.items() if p != b"."}
+
+
+def test_a_folder_where_a_file_belongs_is_reported_and_left_alone(
+        backed_up: BackedUp, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    copy = restored(out, backed_up.src)
+    for name in ("hello.txt", "big.bin"):  # a one-blob file and a many-blob file
+        (copy / name).mkdir(parents=True)
+        (copy / name / "keep.txt").write_bytes(b"the user's")
+
+    doc = backed_up.cairn.restore("latest", out, expect=None)
+
+    assert sorted(e.split(": ")[0] for e in doc["errors"]) == \
+        [str(copy / "big.bin"), str(copy / "hello.txt")]
+    for name in ("hello.txt", "big.bin"):
+        assert (copy / name / "keep.txt").read_bytes() == b"the user's"
+    assert (copy / "nested" / "dup-hello.txt").read_bytes() == b"hello\n"
