@@ -1,4 +1,4 @@
-"""Writes one pack at a time into a staging folder, hashing as it goes."""
+"""Writes one pack at a time into a staging folder, hashing as it goes (per MiB, not per blob)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from agent.codec.envelope import ObjectType
 from agent.codec.keys import ArchiveKeys
 from agent.errors import DestinationError, DestinationFull
 from agent.pack.format import MAX_BLOBS, TARGET_SIZE, PackEntry, encode_header
+
+FLUSH_AT = 1024 * 1024  # bytes of small blobs gathered before one hash update and write
 
 
 @contextlib.contextmanager
@@ -49,7 +51,8 @@ class PackWriter:
         with _staging_io(staging):
             fd, name = tempfile.mkstemp(prefix="pack-", suffix=".tmp", dir=staging)
         self._path = Path(name)
-        self._file = os.fdopen(fd, "wb", buffering=1024 * 1024)
+        self._fd: int | None = fd
+        self._pending = bytearray()  # small blobs not yet hashed and written
         self._hash = hashlib.sha256()
         self._entries: list[PackEntry] = []
         self.size = 0
@@ -63,30 +66,51 @@ class PackWriter:
         return not self._entries
 
     def add(self, kind: ObjectType, blob_id: bytes, sealed: bytes, raw_length: int) -> None:
-        with _staging_io(self._path.parent):
-            self._file.write(sealed)
         self._entries.append(PackEntry(kind, blob_id, self.size, len(sealed), raw_length))
-        self._hash.update(sealed)
         self.size += len(sealed)
+        if len(sealed) >= FLUSH_AT:
+            self._flush()
+            self._write(sealed)
+            return
+        self._pending += sealed
+        if len(self._pending) >= FLUSH_AT:
+            self._flush()
 
     def finish(self) -> FinishedPack:
         """Write the header, fsync, and return the pack named by its SHA-256."""
         trailer = encode_header(self._keys, self._entries)
+        self._pending += trailer
         try:
+            self._flush()
             with _staging_io(self._path.parent):
-                self._file.write(trailer)
-                self._file.flush()
-                os.fsync(self._file.fileno())
-                self._file.close()
+                os.fsync(self._fd)  # type: ignore[arg-type]
+            self._close()
         except DestinationError:
             self.discard()
             raise
-        self._hash.update(trailer)
         return FinishedPack(
             self._hash.hexdigest(), self._path, self.size + len(trailer), self._entries
         )
 
     def discard(self) -> None:
-        with contextlib.suppress(OSError):  # closing flushes, which fails on a full disk
-            self._file.close()
+        self._close()
         self._path.unlink(missing_ok=True)
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._write(self._pending)
+            self._pending = bytearray()
+
+    def _write(self, data: bytes | bytearray) -> None:
+        """Hash and write ``data``: one call each per MiB or so, not per blob (each call
+        releases the GIL, and the backup's packing thread must win it back)."""
+        self._hash.update(data)
+        view = memoryview(data)
+        with _staging_io(self._path.parent):
+            while view:
+                view = view[os.write(self._fd, view):]  # type: ignore[arg-type]
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from agent.pack.format import (
     encode_header,
     header_length,
 )
-from agent.pack.writer import PackWriter
+from agent.pack.writer import FLUSH_AT, PackWriter
 from tests.agent.strategies import blob_ids, props
 
 records = st.lists(
@@ -123,7 +124,8 @@ def test_header_of_another_type_is_refused(keys: ArchiveKeys) -> None:
 def test_pack_writer_output_reads_back_and_is_named_by_its_hash(
         keys: ArchiveKeys, tmp_path: Path) -> None:
     writer = PackWriter(keys, tmp_path)
-    blobs = [(ObjectType.DATA, bytes([i]) * (1000 * i + 1)) for i in range(20)]
+    sizes = [1000 * i + 1 for i in range(20)] + [300_000] * 5 + [3 * FLUSH_AT, 10]
+    blobs = [(ObjectType.DATA, os.urandom(size)) for size in sizes]  # some flushes, a big blob
     for kind, plain in blobs:
         blob_id = keys.blob_id(plain)
         writer.add(kind, blob_id, seal(keys, kind, blob_id, plain), len(plain))
