@@ -49,7 +49,7 @@ from agent.model.snapshot import Snapshot, now_iso
 from agent.model.tree import encode_tree, sort_nodes
 from agent.scan.dircache import DirCache
 from agent.scan.source import open_source
-from agent.scan.walker import DirTask, ScanCounts, Walker
+from agent.scan.walker import DirTask, ScanCounts, Walker, read_folder_xattrs
 from agent.scan.xattrs import read_xattrs
 
 BATCH_FILES = 64
@@ -409,6 +409,8 @@ def _build_trees(repo: Repository, sink: PackSink, tasks: queue.Queue, progress:
                 progress.errors.append(error)
             else:
                 nodes.append(node)
+        if task.node is not None:
+            read_folder_xattrs(task.path, nodes)
         sort_nodes(nodes)
         tree_hex = _unchanged_tree(repo, task, nodes) or _store_tree(repo, sink, nodes)
         if task.fingerprint and len(nodes) == len(task.nodes):

@@ -76,11 +76,13 @@ def stat_node(name: str, st: os.stat_result) -> dict:
     return node
 
 
-def _read_dir_xattrs(folder: str, nodes: list[dict]) -> None:
-    """Extended attributes of the folders among a rebuilt folder's nodes.
+def read_folder_xattrs(folder: str, nodes: list[dict]) -> None:
+    """Extended attributes of the subfolders among a rebuilt folder's nodes.
 
     Read only when the parent's tree is rebuilt: a folder reused whole needs none,
     and a change of a subfolder's xattrs moves its ctime, so its parent is rebuilt.
+    The backup's tree builder calls it, not the walker: each ``listxattr`` hands
+    the GIL away, and the walker is the thread that feeds every other.
     """
     for node in nodes:
         if node["type"] == "dir" and "xattrs" not in node:
@@ -169,7 +171,6 @@ class Walker:
         children = _OldTree(self._load_tree, self._old_tree_id(path, old.get(name)))
         for child, child_sub in sorted(sub.items()):
             self._visit_prefix(_join(path, child), child, child_sub, children, task)
-        _read_dir_xattrs(path, task.nodes)
         self._finish_dir(task, parent)
 
     def _visit(self, path: str, name: str, st: os.stat_result | None, old: _OldTree,
@@ -256,7 +257,6 @@ class Walker:
             parent.nodes.append(node)
             return True
         self.counts.dirs += 1
-        _read_dir_xattrs(path, task.nodes)
         for name, st in listing:
             if not stat.S_ISDIR(st.st_mode):
                 self._visit(_join(path, name), name, st, old, task)
