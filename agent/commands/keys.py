@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING
 
 from agent.cli import Context, print_json
 from agent.errors import UsageError
-from agent.remote.keylevels import LEVELS, KeyStatus
+from agent.remote.levels import LEVELS
 
 if TYPE_CHECKING:
+    from agent.remote.keylevels import KeyStatus
     from agent.remote.session import RemoteSession
 
 

@@ -7,9 +7,8 @@ import sys
 from typing import TYPE_CHECKING
 
 from agent.cli import Context, print_json
-from agent.credentials import SecretStore
 from agent.errors import UsageError
-from agent.remote.keylevels import LEVELS
+from agent.remote.levels import LEVELS
 
 if TYPE_CHECKING:  # the HTTP stack loads only when a server command runs
     from agent.registration import Registered, RegistrationRequest
@@ -63,6 +62,7 @@ def _request(args: argparse.Namespace, ctx: Context) -> RegistrationRequest:
 
 
 def cmd_register(args: argparse.Namespace, ctx: Context) -> int:
+    from agent.credentials import SecretStore
     from agent.registration import register
 
     req = _request(args, ctx)

@@ -40,19 +40,15 @@ from agent.errors import (
     WrongPassphrase,
 )
 from agent.remote import sealing
+from agent.remote.levels import LEVELS, rank
 
 if TYPE_CHECKING:
     from agent.remote.http import ServerClient
 
-LEVELS = ("standard", "password", "custom")
 EXPORT_KIND = "cairn-archive-key"
 CONFLICT = 409
 #: ``ask(confirm)`` returns the archive password (from the environment or a prompt).
 AskPassword = Callable[[bool], str]
-
-
-def rank(level: str) -> int:
-    return LEVELS.index(level)
 
 
 @dataclass(frozen=True)
