@@ -46,10 +46,10 @@ from agent.engine.sealworkers import BatchResult, SealPool, WorkerLost
 from agent.engine.sink import PackSink
 from agent.errors import ArchiveError, Interrupted
 from agent.model.snapshot import Snapshot, now_iso
-from agent.model.tree import encode_tree, sort_nodes
+from agent.model.tree import decode_name, encode_tree, sort_nodes
 from agent.scan.dircache import DirCache
 from agent.scan.source import open_source
-from agent.scan.walker import DirTask, ScanCounts, Walker, read_folder_xattrs
+from agent.scan.walker import DirTask, ScanCounts, Walker
 from agent.scan.xattrs import read_xattrs
 
 BATCH_FILES = 64
@@ -410,7 +410,7 @@ def _build_trees(repo: Repository, sink: PackSink, tasks: queue.Queue, progress:
             else:
                 nodes.append(node)
         if task.node is not None:
-            read_folder_xattrs(task.path, nodes)
+            _read_folder_xattrs(task.path, nodes)
         sort_nodes(nodes)
         tree_hex = _unchanged_tree(repo, task, nodes) or _store_tree(repo, sink, nodes)
         if task.fingerprint and len(nodes) == len(task.nodes):
@@ -420,6 +420,21 @@ def _build_trees(repo: Repository, sink: PackSink, tasks: queue.Queue, progress:
         else:
             task.node["subtree"] = tree_hex
         lock.refresh_if_due()
+
+
+def _read_folder_xattrs(folder: str, nodes: list[dict]) -> None:
+    """Extended attributes of the subfolders among a rebuilt folder's nodes.
+
+    Read only when the parent's tree is rebuilt: a folder reused whole needs none,
+    and a change of a subfolder's xattrs moves its ctime, so its parent is rebuilt.
+    Read here, on the tree builder, not by the walker: each ``listxattr`` hands
+    the GIL away, and the walker is the thread that feeds every other.
+    """
+    for node in nodes:
+        if node["type"] == "dir" and "xattrs" not in node:
+            xattrs = read_xattrs(os.path.join(folder, decode_name(node, "name")))
+            if xattrs:
+                node["xattrs"] = xattrs
 
 
 def _unchanged_tree(repo: Repository, task: DirTask, nodes: list[dict]) -> str | None:

@@ -32,7 +32,6 @@ from agent.model.tree import decode_name, encode_name
 from agent.scan.crawler import Crawler, adopt_early
 from agent.scan.dircache import DirCache
 from agent.scan.listing import Entry, fingerprint
-from agent.scan.xattrs import read_xattrs
 
 
 @dataclass
@@ -74,21 +73,6 @@ def stat_node(name: str, st: os.stat_result) -> dict:
             "size": st.st_size if kind == "file" else 0}
     encode_name(node, "name", name)
     return node
-
-
-def read_folder_xattrs(folder: str, nodes: list[dict]) -> None:
-    """Extended attributes of the subfolders among a rebuilt folder's nodes.
-
-    Read only when the parent's tree is rebuilt: a folder reused whole needs none,
-    and a change of a subfolder's xattrs moves its ctime, so its parent is rebuilt.
-    The backup's tree builder calls it, not the walker: each ``listxattr`` hands
-    the GIL away, and the walker is the thread that feeds every other.
-    """
-    for node in nodes:
-        if node["type"] == "dir" and "xattrs" not in node:
-            xattrs = read_xattrs(_join(folder, decode_name(node, "name")))
-            if xattrs:
-                node["xattrs"] = xattrs
 
 
 def _unchanged(old: dict | None, st: os.stat_result) -> bool:

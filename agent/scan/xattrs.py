@@ -2,7 +2,8 @@
 
 Files' attributes are read by whoever reads the file's content, from the open
 descriptor (the same inode as the content, and no syscall on the walker's
-thread, where each one hands the GIL away); folders' by the walker, by path.
+thread, where each one hands the GIL away); folders' by the backup's tree
+builder, by path.
 """
 
 from __future__ import annotations
