@@ -36,6 +36,9 @@ def backup_folders(argv: list[str]) -> list[str]:
 
 
 def main() -> int:
+    from agent.allocator import limit_arenas
+
+    limit_arenas()  # before any thread or lister process starts
     folders = backup_folders(sys.argv[1:])
     if folders:
         from agent.scan.crawler import start_early

@@ -41,8 +41,21 @@ def encode_index(keys: ArchiveKeys, content: IndexContent) -> bytes:
     parts.append(_U32.pack(len(content.packs)))
     for pack, entries in content.packs.items():
         parts.append(bytes.fromhex(pack) + _U32.pack(len(entries)))
-        parts += [_RECORD.pack(e.type, e.offset, e.length, e.raw_length, e.id) for e in entries]
+        parts.append(encode_records(entries))
     return seal(keys, ObjectType.INDEX, NO_ID, b"".join(parts))
+
+
+def encode_records(entries: list[PackEntry]) -> bytes:
+    """A pack's entries as index records: 45 bytes each, against ~240 as objects."""
+    return b"".join(_RECORD.pack(e.type, e.offset, e.length, e.raw_length, e.id)
+                    for e in entries)
+
+
+def decode_records(records: bytes | memoryview) -> list[PackEntry]:
+    """Inverse of ``encode_records`` (a trailing partial record is ignored)."""
+    return [PackEntry(ObjectType(kind), blob_id, offset, length, raw)
+            for kind, offset, length, raw, blob_id in _RECORD.iter_unpack(
+                records[: len(records) - len(records) % _RECORD.size])]
 
 
 def decode_index(keys: ArchiveKeys, sealed: bytes) -> IndexContent:
@@ -71,11 +84,7 @@ def _parse(buf: memoryview) -> IndexContent:
         pack = bytes(buf[pos : pos + 32]).hex()
         (n_blobs,) = _U32.unpack_from(buf, pos + 32)
         pos += 36
-        entries = []
-        for kind, offset, length, raw, blob_id in _RECORD.iter_unpack(
-            buf[pos : pos + n_blobs * _RECORD.size]
-        ):
-            entries.append(PackEntry(ObjectType(kind), blob_id, offset, length, raw))
+        entries = decode_records(buf[pos : pos + n_blobs * _RECORD.size])
         if len(entries) != n_blobs:
             raise IntegrityError("An index file is truncated.")
         pos += n_blobs * _RECORD.size

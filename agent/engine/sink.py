@@ -16,10 +16,9 @@ import time
 from collections.abc import Callable
 
 from agent.archive.index_cache import KnownIds
-from agent.archive.index_file import IndexContent
+from agent.archive.index_file import IndexContent, decode_records, encode_records
 from agent.archive.repository import Repository
 from agent.codec.envelope import ObjectType
-from agent.pack.format import PackEntry
 from agent.pack.writer import FinishedPack, PackWriter
 
 _STOP = object()
@@ -36,7 +35,7 @@ class PackSink:
         self._added: set[bytes] = set()
         self._writers: dict[ObjectType, PackWriter] = {}
         self._queue: queue.Queue = queue.Queue(maxsize=max(2, uploaders))
-        self._done: dict[str, list[PackEntry]] = {}
+        self._done: dict[str, bytes] = {}  # pack name → its index records
         self._done_lock = threading.Lock()
         self._checkpoint_s, self._last_checkpoint = checkpoint_s, time.monotonic()
         self._on_stored = on_stored or (lambda n: None)
@@ -97,8 +96,9 @@ class PackSink:
 
     def _store(self, pack: FinishedPack) -> None:
         self._repo.dest.put_file("data", pack.name, pack.path)
+        records = encode_records(pack.entries)  # held until the next index file: keep small
         with self._done_lock:
-            self._done[pack.name] = pack.entries
+            self._done[pack.name] = records
             self.bytes_stored += pack.size
         self._on_stored(pack.size)
         if time.monotonic() - self._last_checkpoint > self._checkpoint_s:
@@ -107,9 +107,10 @@ class PackSink:
     def checkpoint(self) -> None:
         """Write an index file for every pack stored since the last one."""
         with self._done_lock:
-            packs, self._done = self._done, {}
+            done, self._done = self._done, {}
             self._last_checkpoint = time.monotonic()
-        if packs:
+        if done:
+            packs = {name: decode_records(records) for name, records in done.items()}
             self._repo.write_index(IndexContent(packs=packs))
 
     def close(self) -> None:

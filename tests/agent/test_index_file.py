@@ -8,7 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.archive.index_file import IndexContent, decode_index, encode_index
+from agent.archive.index_file import (
+    IndexContent,
+    decode_index,
+    decode_records,
+    encode_index,
+    encode_records,
+)
 from agent.codec.envelope import NO_ID, ObjectType, seal
 from agent.codec.keys import ArchiveKeys
 from agent.errors import IntegrityError, NewerFormat
@@ -82,3 +88,11 @@ def test_newer_version_is_refused(keys: ArchiveKeys) -> None:
 def test_index_sealed_as_another_type_is_refused(keys: ArchiveKeys) -> None:
     with pytest.raises(IntegrityError):
         decode_index(keys, seal(keys, ObjectType.SNAPSHOT, NO_ID, _plain()))
+
+
+@props
+@given(pack_entries=st.lists(entries, max_size=50))
+def test_records_round_trip(pack_entries: list[PackEntry]) -> None:
+    records = encode_records(pack_entries)
+    assert len(records) == 45 * len(pack_entries)
+    assert decode_records(records) == pack_entries

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,37 @@ def test_a_backup_completes_when_its_worker_processes_are_killed(
         assert report.ok, report.errors
     finally:
         repo.close()
+
+
+def test_read_ahead_keeps_each_outcome_with_its_file(keys: ArchiveKeys, tmp_path: Path) -> None:
+    """Files are read on several threads ahead of the sealing; outcomes stay in order,
+    unreadable ones (a folder, a missing file) in their own place."""
+    paths, expected = [], []
+    for i in range(300):
+        path = tmp_path / f"f{i}"
+        if i % 37 == 5:
+            path.mkdir()
+            expected.append(None)
+        elif i % 41 == 7:
+            expected.append(None)  # never created
+        else:
+            data = f"file {i} ".encode() * (i % 50 + 1)
+            path.write_bytes(data)
+            expected.append(keys.blob_id(data))
+        paths.append(str(path))
+    with ThreadPoolExecutor(sealworkers.READ_AHEAD) as readers:
+        outcomes, blobs = sealworkers.seal_files(keys, KnownIds(b""), set(), paths, readers)
+    assert [ids[0] if ids else None for ids, _, _, _ in outcomes] == expected
+    assert [error is not None for _, _, error, _ in outcomes] == [e is None for e in expected]
+    assert len(blobs) == sum(e is not None for e in expected)
+
+
+def test_a_worker_runs_with_the_malloc_arena_cap(keys: ArchiveKeys,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    worker = SealWorker(keys, b"")
+    try:
+        environ = Path(f"/proc/{worker.pid}/environ").read_bytes().split(b"\0")
+    finally:
+        worker.close()
+    assert b"MALLOC_ARENA_MAX=1" in environ
