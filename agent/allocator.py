@@ -5,8 +5,8 @@ keeps what a thread frees for that arena's later use. Cairn's processes run many
 threads for short bursts (crawl, walk, worker answers, large files, uploads in
 the agent; read-ahead in each worker), so each arena holds its own high-water
 mark. Measured on the full benchmark set (three interleaved cold first backups
-each): summed peak RSS 181–200 MiB with glibc's defaults, 166–173 MiB with one
-arena per worker, at the same speed. A fixed mmap threshold saved more but cost
+each): summed peak RSS 181–200 MiB with glibc's defaults, 166–175 MiB capped at
+one or two arenas per process, at the same speed. A fixed mmap threshold saved more but cost
 a tenth of backup and restore speed, so it is not used.
 
 Only the number of arenas changes; elsewhere (macOS, Windows, musl) this does

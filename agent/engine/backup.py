@@ -203,8 +203,12 @@ class _FileReader:
         sink, progress = self._sink, self._progress
         for blob_id, sealed, raw_length in blobs:
             sink.add(ObjectType.DATA, blob_id, sealed, raw_length)
-        for (_path, node), (ids, total, error, xattrs) in zip(batch.items, outcomes,
-                                                              strict=True):
+        grown = []
+        for (path, node), (ids, total, error, xattrs) in zip(batch.items, outcomes,
+                                                             strict=True):
+            if ids is None:  # no longer a small file: read it again here, streaming
+                grown.append((path, node))
+                continue
             if error:
                 node["_error"] = error
             else:
@@ -214,6 +218,7 @@ class _FileReader:
                     node["xattrs"] = xattrs
                 progress.bytes_done += total
             progress.files_done += 1
+        self._run(grown)
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -244,10 +249,12 @@ class _FileReader:
             xattrs = read_xattrs(f.fileno())
             if xattrs:
                 node["xattrs"] = xattrs
-            if node["size"] < MIN_SIZE:
-                data = f.read()
+            data = f.read(MIN_SIZE + 1) if node["size"] < MIN_SIZE else None
+            if data is not None and len(data) <= MIN_SIZE:
                 chunks = [data] if len(data) < MIN_SIZE else self._chunker().chunks_of(data)
             else:
+                if data is not None:  # it grew past a small file's size since the walk
+                    f.seek(0)
                 chunks = self._chunker().chunks(f)
             for chunk in chunks:
                 if not chunk:

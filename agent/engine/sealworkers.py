@@ -49,8 +49,10 @@ from agent.codec.keys import ArchiveKeys
 from agent.scan.source import open_source
 from agent.scan.xattrs import read_xattrs
 
-FileOutcome = tuple[list[bytes], int, str | None, dict[str, str] | None]
-"""A file's blob IDs, bytes read, error (or None), extended attributes (or None)."""
+FileOutcome = tuple[list[bytes] | None, int, str | None, dict[str, str] | None]
+"""A file's blob IDs, bytes read, error (or None), extended attributes (or None).
+IDs are None for a file that grew past ``MIN_SIZE`` since the walk: a worker reads
+only small files whole, so the parent reads that one again, streaming."""
 SealedBlob = tuple[bytes, bytes, int]  # ID, sealed bytes, plaintext length
 BatchResult = tuple[list[FileOutcome], list[SealedBlob]]
 Callback = Callable[[BatchResult | BaseException], None]
@@ -177,10 +179,11 @@ class SealPool:
 
 
 def read_small_file(path: str) -> tuple[bytes, dict[str, str] | None] | OSError:
-    """A small file's bytes and extended attributes, or why it could not be read."""
+    """A small file's bytes (``MIN_SIZE`` + 1 at most: more means it grew since the walk)
+    and extended attributes, or why it could not be read."""
     try:
         with open_source(path) as f:
-            return f.read(), read_xattrs(f.fileno())
+            return f.read(MIN_SIZE + 1), read_xattrs(f.fileno())
     except OSError as exc:
         return exc
 
@@ -199,6 +202,9 @@ def seal_files(keys: ArchiveKeys, known: KnownIds, seen: set[bytes], paths: list
             outcomes.append(([], 0, f"{path}: {read.strerror or read}", None))
             continue
         data, xattrs = read
+        if len(data) > MIN_SIZE:
+            outcomes.append((None, 0, None, None))
+            continue
         chunks = [data] if len(data) < MIN_SIZE else Chunker(keys.chunker_seed).chunks_of(data)
         ids = []
         for chunk in chunks:

@@ -38,6 +38,12 @@ print(took, arenas)
 """
 
 
+def subprocess_probe(cap: str, env: dict[str, str]) -> tuple[str, int]:
+    out = subprocess.run([sys.executable, "-c", ARENA_PROBE, cap], capture_output=True,
+                         text=True, check=True, env=env).stdout.split()
+    return out[0], int(out[1])
+
+
 @glibc_only
 def test_the_cap_keeps_threads_in_the_main_arena() -> None:
     env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
@@ -45,12 +51,6 @@ def test_the_cap_keeps_threads_in_the_main_arena() -> None:
     assert took == "True" and arenas == 0
     _, uncapped = subprocess_probe("none", env)
     assert uncapped >= 1  # glibc's default: threads get arenas of their own
-
-
-def subprocess_probe(cap: str, env: dict[str, str]) -> tuple[str, int]:
-    out = subprocess.run([sys.executable, "-c", ARENA_PROBE, cap], capture_output=True,
-                         text=True, check=True, env=env).stdout.split()
-    return out[0], int(out[1])
 
 
 @glibc_only

@@ -15,10 +15,11 @@ import pytest
 
 from agent.archive.index_cache import KnownIds
 from agent.archive.repository import Repository
+from agent.chunk.chunker import MIN_SIZE
 from agent.codec.envelope import ObjectType, open_blob
 from agent.codec.keys import ArchiveKeys
 from agent.dest.local import LocalDestination
-from agent.engine import sealworkers
+from agent.engine import backup, sealworkers
 from agent.engine.backup import PROCESS_THRESHOLD, BackupOptions, run_backup
 from agent.engine.check import run_check
 from agent.engine.restore import RestoreOptions, run_restore
@@ -197,3 +198,51 @@ def test_a_worker_runs_with_the_malloc_arena_cap(keys: ArchiveKeys,
     finally:
         worker.close()
     assert b"MALLOC_ARENA_MAX=1" in environ
+
+
+def test_a_worker_hands_back_a_file_that_grew_past_small(keys: ArchiveKeys,
+                                                         tmp_path: Path) -> None:
+    (tmp_path / "grew").write_bytes(b"x" * (MIN_SIZE + 1))
+    (tmp_path / "small").write_bytes(b"y" * MIN_SIZE)
+    with ThreadPoolExecutor(1) as readers:
+        outcomes, blobs = sealworkers.seal_files(
+            keys, KnownIds(b""), set(), [str(tmp_path / "grew"), str(tmp_path / "small")],
+            readers)
+    assert outcomes[0] == (None, 0, None, None)
+    assert outcomes[1][0] == [keys.blob_id(b"y" * MIN_SIZE)] and len(blobs) == 1
+
+
+def test_files_that_grow_after_the_walk_are_read_whole_by_streaming(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A file listed as small but grown (a log, a download) before it is read: the first
+    goes to a thread batch, the last to a worker process; both end up whole."""
+    tree = {f"d{d:02d}": {f"f{i:03d}": File(random_bytes(100 + i, d * 1000 + i))
+                          for i in range(100)}
+            for d in range(PROCESS_THRESHOLD // 100 + 2)}
+    tree["d00"]["a-grows"] = File(b"small at first")
+    tree[f"d{PROCESS_THRESHOLD // 100 + 1:02d}"]["z-grows"] = File(b"small at first")
+    src = build(tmp_path / "src", tree)
+    grown = random_bytes(3 * 1024 * 1024, 7)
+    real_read_file = backup._FileReader.read_file
+
+    def read_file_then_grow(self: object, path: str, node: dict, task: object) -> None:
+        real_read_file(self, path, node, task)  # type: ignore[arg-type]
+        if path.endswith("-grows"):  # queued in a batch, not yet read
+            with open(path, "ab") as f:
+                f.write(grown)
+
+    monkeypatch.setattr(backup._FileReader, "read_file", read_file_then_grow)
+    repo = Repository.create(LocalDestination(tmp_path / "archive"), "pw", tmp_path / "cache")
+    try:
+        result = run_backup(repo, BackupOptions(paths=(src,), workers=2, processes=2))
+        assert result.errors == []
+        run_restore(repo, result.snapshot, RestoreOptions(target=tmp_path / "out", workers=2))
+        out = restored(tmp_path / "out", src)
+        growers = ("d00/a-grows", f"d{PROCESS_THRESHOLD // 100 + 1:02d}/z-grows")
+        for name in growers:  # the snapshot has the walk's mtime for them: compare the bytes
+            assert (out / name).read_bytes() == b"small at first" + grown
+        others = {k: v for k, v in manifest(src).items() if k.decode() not in growers}
+        assert {k: v for k, v in manifest(out).items() if k.decode() not in growers} == others
+        assert run_check(repo, read_data=True).ok
+    finally:
+        repo.close()
