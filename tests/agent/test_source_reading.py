@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
 
 from agent.archive.repository import Repository
 from agent.dest.local import LocalDestination
+from agent.engine import backup
 from agent.engine.backup import PROCESS_THRESHOLD, BackupOptions, run_backup
 from agent.scan.source import open_source
 from tests.agent.strategies import random_bytes
@@ -69,3 +71,60 @@ def test_a_file_of_another_owner_is_still_read() -> None:
     finally:
         os.close(read_end)
         shutil.rmtree(folder)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    outcome: list[BaseException | None] = []
+
+    def try_open() -> None:
+        try:
+            open_source(str(fifo)).close()
+            outcome.append(None)
+        except OSError as exc:
+            outcome.append(exc)
+
+    opener = threading.Thread(target=try_open, daemon=True)
+    opener.start()
+    opener.join(timeout=30)
+    if opener.is_alive():  # unblock it before failing: a writer comes along
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    assert outcome and isinstance(outcome[0], OSError), "the open waited for a writer"
+    assert "no longer a regular file" in str(outcome[0])
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_a_device_is_refused() -> None:
+    with pytest.raises(OSError, match="no longer a regular file"):
+        open_source("/dev/zero")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_files_swapped_for_fifos_after_the_walk_are_errors_not_hangs(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The first swapped file is in a thread batch, the last in a worker process's."""
+    dirs = PROCESS_THRESHOLD // 100 + 2
+    tree: dict = {f"d{d:02d}": {f"f{i:03d}": File(random_bytes(50 + i, d * 1000 + i))
+                                for i in range(100)} for d in range(dirs)}
+    tree["d00"]["a-swapped"] = File(b"a file at first")
+    tree[f"d{dirs - 1:02d}"]["z-swapped"] = File(b"a file at first")
+    src = build(tmp_path / "src", tree)
+    real_read_file = backup._FileReader.read_file
+
+    def read_file_then_swap(self: object, path: str, node: dict, task: object) -> None:
+        real_read_file(self, path, node, task)  # type: ignore[arg-type]
+        if path.endswith("-swapped"):  # queued in a batch, not yet read
+            os.unlink(path)
+            os.mkfifo(path)
+
+    monkeypatch.setattr(backup._FileReader, "read_file", read_file_then_swap)
+    repo = Repository.create(LocalDestination(tmp_path / "archive"), "pw", tmp_path / "cache")
+    try:
+        result = run_backup(repo, BackupOptions(paths=(src,), workers=2, processes=2))
+    finally:
+        repo.close()
+    assert sorted(e.split(":")[0] for e in result.errors) == \
+        [str(src / "d00" / "a-swapped"), str(src / f"d{dirs - 1:02d}" / "z-swapped")]
+    assert result.counts.files_new == dirs * 100 + 2
