@@ -48,7 +48,7 @@ from agent.errors import ArchiveError, Interrupted
 from agent.model.snapshot import Snapshot, now_iso
 from agent.model.tree import decode_name, encode_tree, sort_nodes
 from agent.scan.dircache import DirCache
-from agent.scan.source import open_source
+from agent.scan.source import open_source, read_small
 from agent.scan.walker import DirTask, ScanCounts, Walker
 from agent.scan.xattrs import read_xattrs
 
@@ -249,12 +249,11 @@ class _FileReader:
             xattrs = read_xattrs(f.fileno())
             if xattrs:
                 node["xattrs"] = xattrs
-            data = f.read(MIN_SIZE + 1) if node["size"] < MIN_SIZE else None
-            if data is not None and len(data) <= MIN_SIZE:
+            data = read_small(f, MIN_SIZE) if node["size"] < MIN_SIZE else None
+            if data is not None:
                 chunks = [data] if len(data) < MIN_SIZE else self._chunker().chunks_of(data)
-            else:
-                if data is not None:  # it grew past a small file's size since the walk
-                    f.seek(0)
+            else:  # a large file, or one that grew past a small file's size since the walk
+                f.seek(0)
                 chunks = self._chunker().chunks(f)
             for chunk in chunks:
                 if not chunk:

@@ -46,7 +46,7 @@ from agent.archive.index_cache import KnownIds
 from agent.chunk.chunker import MIN_SIZE, Chunker
 from agent.codec.envelope import ObjectType, seal
 from agent.codec.keys import ArchiveKeys
-from agent.scan.source import open_source
+from agent.scan.source import open_source, read_small
 from agent.scan.xattrs import read_xattrs
 
 FileOutcome = tuple[list[bytes] | None, int, str | None, dict[str, str] | None]
@@ -178,12 +178,12 @@ class SealPool:
             worker.kill() if cancel else worker.close()
 
 
-def read_small_file(path: str) -> tuple[bytes, dict[str, str] | None] | OSError:
-    """A small file's bytes (``MIN_SIZE`` + 1 at most: more means it grew since the walk)
-    and extended attributes, or why it could not be read."""
+def read_small_file(path: str) -> tuple[bytes | None, dict[str, str] | None] | OSError:
+    """A small file's bytes (None if it grew past ``MIN_SIZE`` since the walk) and
+    extended attributes, or why it could not be read."""
     try:
         with open_source(path) as f:
-            return f.read(MIN_SIZE + 1), read_xattrs(f.fileno())
+            return read_small(f, MIN_SIZE), read_xattrs(f.fileno())
     except OSError as exc:
         return exc
 
@@ -202,7 +202,7 @@ def seal_files(keys: ArchiveKeys, known: KnownIds, seen: set[bytes], paths: list
             outcomes.append(([], 0, f"{path}: {read.strerror or read}", None))
             continue
         data, xattrs = read
-        if len(data) > MIN_SIZE:
+        if data is None:
             outcomes.append((None, 0, None, None))
             continue
         chunks = [data] if len(data) < MIN_SIZE else Chunker(keys.chunker_seed).chunks_of(data)

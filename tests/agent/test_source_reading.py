@@ -14,7 +14,7 @@ from agent.archive.repository import Repository
 from agent.dest.local import LocalDestination
 from agent.engine import backup
 from agent.engine.backup import PROCESS_THRESHOLD, BackupOptions, run_backup
-from agent.scan.source import open_source
+from agent.scan.source import open_source, read_small
 from tests.agent.strategies import random_bytes
 from tests.agent.treespec import File, build
 
@@ -128,3 +128,35 @@ def test_files_swapped_for_fifos_after_the_walk_are_errors_not_hangs(
     assert sorted(e.split(":")[0] for e in result.errors) == \
         [str(src / "d00" / "a-swapped"), str(src / f"d{dirs - 1:02d}" / "z-swapped")]
     assert result.counts.files_new == dirs * 100 + 2
+
+
+def test_read_small_takes_files_up_to_the_limit_and_refuses_grown_ones(tmp_path: Path) -> None:
+    for size, expected in ((0, b""), (100, b"x" * 100), (101, None)):
+        path = tmp_path / f"f{size}"
+        path.write_bytes(b"x" * size)
+        with open_source(str(path)) as f:
+            assert read_small(f, 100) == expected
+
+
+def test_read_small_follows_a_file_growing_while_it_is_read(tmp_path: Path) -> None:
+    class GrowsOnFirstRead:
+        """A file that gets ``extra`` appended between its fstat and its first read."""
+
+        def __init__(self, path: Path, extra: bytes) -> None:
+            self._f, self._path, self._extra = open_source(str(path)), path, extra
+
+        def fileno(self) -> int:
+            return self._f.fileno()
+
+        def read(self, n: int) -> bytes:
+            if self._extra:
+                with open(self._path, "ab") as out:
+                    out.write(self._extra)
+                self._extra = b""
+            return self._f.read(n)
+
+    path = tmp_path / "log"
+    path.write_bytes(b"a" * 50)
+    assert read_small(GrowsOnFirstRead(path, b"b" * 30), 100) == b"a" * 50 + b"b" * 30  # type: ignore[arg-type]
+    path.write_bytes(b"a" * 50)
+    assert read_small(GrowsOnFirstRead(path, b"b" * 60), 100) is None  # type: ignore[arg-type]
