@@ -52,10 +52,9 @@ def encode_records(entries: list[PackEntry]) -> bytes:
 
 
 def decode_records(records: bytes | memoryview) -> list[PackEntry]:
-    """Inverse of ``encode_records`` (a trailing partial record is ignored)."""
+    """Inverse of ``encode_records``; a partial record raises ``struct.error``."""
     return [PackEntry(ObjectType(kind), blob_id, offset, length, raw)
-            for kind, offset, length, raw, blob_id in _RECORD.iter_unpack(
-                records[: len(records) - len(records) % _RECORD.size])]
+            for kind, offset, length, raw, blob_id in _RECORD.iter_unpack(records)]
 
 
 def decode_index(keys: ArchiveKeys, sealed: bytes) -> IndexContent:
