@@ -13,7 +13,7 @@
     │   │   └── QuotaExceeded       exit 8   the server's storage quota is used up
     │   ├── ServerRefused           exit 7   the Cairn server refused (its sentence)
     │   │   ├── RegistrationKeyInvalid   exit 10
-    │   │   ├── WrongCredentials         exit 11  username or password wrong
+    │   │   ├── WrongCredentials         exit 11  username or password wrong (or locked out)
     │   │   ├── LicenseCapReached        exit 12
     │   │   ├── DeviceLimitReached       exit 13  four active devices already
     │   │   ├── AgentTooOld              exit 14

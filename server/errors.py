@@ -14,6 +14,7 @@
     ├── LengthRequired               411  upload without Content-Length
     ├── PayloadTooLarge              413  upload larger than the server accepts
     ├── RangeNotSatisfiable          416  Range outside the object
+    ├── TooManyAttempts              429  too many wrong passwords: locked out for a while
     ├── ServiceUnavailable           503  storage or database not reachable
     └── QuotaExceeded                507  the upload would exceed a storage quota
 
@@ -112,6 +113,13 @@ class RangeNotSatisfiable(ServerError):
 
     def headers(self) -> dict[str, str]:
         return {"Content-Range": f"bytes */{self.extensions.get('size', '*')}"}
+
+
+class TooManyAttempts(ServerError):
+    status, slug, title = 429, "too-many-attempts", "Too many attempts"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.extensions.get("retry_after_s", 60))}
 
 
 class ServiceUnavailable(ServerError):

@@ -52,6 +52,7 @@ TIMEOUT = httpx.Timeout(connect=15.0, read=180.0, write=180.0, pool=None)
 _BY_SLUG: dict[str, type[ServerRefused]] = {
     "registration-key-invalid": RegistrationKeyInvalid,
     "wrong-credentials": WrongCredentials,
+    "too-many-attempts": WrongCredentials,  # locked out after wrong passwords: not a retry
     "license-cap-reached": LicenseCapReached,
     "device-limit-reached": DeviceLimitReached,
     "agent-too-old": AgentTooOld,

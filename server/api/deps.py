@@ -43,6 +43,11 @@ def check_id(value: str, missing: str) -> str:
     return value
 
 
+def client_address(request: Request) -> str:
+    """The peer's network address (a reverse proxy's, when the server sits behind one)."""
+    return request.client.host if request.client else ""
+
+
 def agent_version(request: Request) -> str:
     value = request.headers.get(AGENT_VERSION_HEADER)
     if not value:

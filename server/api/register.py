@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
-from server.api.deps import DeviceDep, RuntimeDep, agent_version
+from server.api.deps import DeviceDep, RuntimeDep, agent_version, client_address
 from server.api.schemas import BackupCompleted, DeviceOut, RegisterRequest, RegisterResponse
 from server.domain import devices, registration
 from server.metadata.models import utcnow
@@ -25,7 +25,7 @@ async def register(body: RegisterRequest, request: Request, rt: RuntimeDep) -> R
         registration_key=body.registration_key, username=body.username,
         password=body.password, guid=body.device.guid, device_name=body.device.name,
         os=body.device.os, agent_version=agent_version(request),
-        replace_device=body.replace_device)
+        replace_device=body.replace_device, address=client_address(request))
     done = await run_in_threadpool(registration.register, rt.db, req)
     return RegisterResponse(**done.__dict__)
 

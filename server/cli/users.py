@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from server.cli.common import opened, operator, print_json, print_table, read_new_password
 from server.config import Locations
-from server.domain import archive, orgs, users
+from server.domain import archive, audit, orgs, throttle, users
 from server.errors import BadRequest, NotFound
 from server.metadata.models import Org, User
 from server.security import hash_password
@@ -96,6 +96,17 @@ def cmd_deactivate(args: argparse.Namespace, loc: Locations) -> int:
     return 0
 
 
+def cmd_unlock(args: argparse.Namespace, loc: Locations) -> int:
+    name = users.check_username(args.user)
+    who = operator()
+    with opened(loc) as rt, rt.db.write() as session:
+        cleared = throttle.clear(session, name)
+        audit.record(session, who.actor, "user.unlock", target=f"user:{name}", cleared=cleared)
+    print(f"Cleared {cleared} wrong password(s) of {name!r}: they can log in and "
+          "register again." if cleared else f"{name!r} was not locked out.")
+    return 0
+
+
 def cmd_restore_trash(args: argparse.Namespace, loc: Locations) -> int:
     since = _parse_time(args.since) if args.since else None
     with opened(loc) as rt:
@@ -132,6 +143,10 @@ def add_parsers(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("user", metavar="USER", help="username or id")
     p.add_argument("--yes", action="store_true", help="confirm without a prompt")
     p.set_defaults(handler=cmd_deactivate)
+    p = user.add_parser("unlock", parents=[parent],
+                        help="end a lockout after wrong passwords at once")
+    p.add_argument("user", metavar="USER", help="username")
+    p.set_defaults(handler=cmd_unlock)
     p = user.add_parser("restore-trash", parents=[parent],
                         help="restore objects a user's devices moved to the trash")
     p.add_argument("user", metavar="USER")

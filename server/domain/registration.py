@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from server.domain import audit, devices, settings, users
+from server.domain import audit, devices, settings, throttle, users
 from server.domain.access import Principal
 from server.errors import (
     BadRequest,
@@ -58,6 +58,7 @@ class Registration:
     os: str
     agent_version: str
     replace_device: str | None = None
+    address: str = ""  # the client's network address, for the wrong-password lockout
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ def register(db: Database, req: Registration) -> Registered:
     """Register a device, or raise a ServerError after auditing the refusal."""
     try:
         username = users.check_username(req.username)
+        throttle.check(db, username, req.address)
         for _attempt in range(3):
             try:
                 return _register_once(db, req, username)
@@ -191,6 +193,9 @@ def _audit_refusal(db: Database, req: Registration, exc: ServerError) -> None:
     key_hash = registration_key_hash(req.registration_key)
     with db.write() as session:
         org_id = session.scalar(select(Org.id).where(Org.reg_key_hash == key_hash))
-        audit.record(session, f"user:{req.username.strip().lower()[:254]}", "device.register",
+        username = req.username.strip().lower()[:254]
+        if isinstance(exc, WrongCredentials):
+            throttle.record_failure(session, username, req.address)
+        audit.record(session, f"user:{username}", "device.register",
                      org_id=org_id, target=f"guid:{req.guid}", outcome="refused",
                      reason=exc.slug, detail=exc.detail, agent_version=req.agent_version)

@@ -7,9 +7,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from server.domain import audit, users
+from server.domain import audit, throttle, users
 from server.domain.access import Principal
-from server.errors import BadRequest, Unauthenticated, WrongCredentials
+from server.errors import BadRequest, TooManyAttempts, Unauthenticated, WrongCredentials
 from server.metadata.db import Database
 from server.metadata.models import AdminSession, User, utcnow
 from server.security import SESSION_TOKEN_PREFIX, new_session_token, token_hash, verify_password
@@ -19,18 +19,29 @@ WRONG = "The username or password is wrong."
 EXPIRED = "Your session is not valid or has expired; log in again."
 
 
-def login(db: Database, username: str, password: str) -> tuple[str, datetime, User]:
-    """Check the password and open a session; WrongCredentials otherwise (audited)."""
+def login(db: Database, username: str, password: str,
+          address: str = "") -> tuple[str, datetime, User]:
+    """Check the password and open a session; WrongCredentials otherwise, or
+    TooManyAttempts while the username is locked out for ``address`` (both audited)."""
     try:
         name = users.check_username(username)
     except BadRequest:  # cannot be anybody's username: nothing to look up or to time
         raise WrongCredentials(WRONG) from None
     with db.read() as session:
         user = users.find_active(session, name)
+    try:
+        throttle.check(db, name, address)
+    except TooManyAttempts:  # refused before the password is looked at
+        with db.write() as session:
+            audit.record(session, f"user:{name}", "session.login",
+                         org_id=user.org_id if user else None, outcome="refused",
+                         reason=TooManyAttempts.slug)
+        raise
     if user is None or not verify_password(user.password_hash, password):
         if user is None:
             verify_password(None, password)  # same cost as a wrong password
         with db.write() as session:
+            throttle.record_failure(session, name, address)
             audit.record(session, f"user:{name}", "session.login",
                          org_id=user.org_id if user else None, outcome="refused")
         raise WrongCredentials(WRONG)

@@ -121,6 +121,17 @@ class AdminSession(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class AuthFailure(Base):
+    """One wrong password (log-in or registration), kept while it counts toward a lockout."""
+
+    __tablename__ = "auth_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    username: Mapped[str] = mapped_column(String(254), index=True)
+    address: Mapped[str] = mapped_column(String(64))
+
+
 class AuditEvent(Base):
     __tablename__ = "audit_events"
 
