@@ -36,9 +36,11 @@ def backup_folders(argv: list[str]) -> list[str]:
 
 
 def main() -> int:
-    from agent.allocator import limit_arenas
+    from agent.allocator import fix_mmap_threshold, limit_arenas
 
     limit_arenas()  # before any thread or lister process starts
+    if sys.argv[1:2] == ["backup"]:
+        fix_mmap_threshold()
     folders = backup_folders(sys.argv[1:])
     if folders:
         from agent.scan.crawler import start_early

@@ -1,5 +1,6 @@
-"""The glibc arena cap (agent.allocator), checked in fresh processes: it must act
-before threads start, and it must leave a cap the user set alone."""
+"""The glibc settings (agent.allocator), checked in fresh processes: the arena cap
+must act before threads start, the backup's mmap threshold must stop glibc from
+raising it, and both must leave what the user set alone."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 
 import pytest
 
-from agent.allocator import WORKER_ARENAS, worker_environment
+from agent.allocator import BACKUP_MMAP_THRESHOLD, WORKER_ARENAS, worker_environment
 
 glibc_only = pytest.mark.skipif(
     not sys.platform.startswith("linux") or not os.confstr("CS_GNU_LIBC_VERSION"),
@@ -59,8 +60,52 @@ def test_a_cap_the_user_set_is_left_alone() -> None:
     assert took == "False"
 
 
-def test_workers_get_the_cap_in_their_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_workers_get_the_settings_in_their_environment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
-    assert worker_environment()["MALLOC_ARENA_MAX"] == str(WORKER_ARENAS)
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    env = worker_environment()
+    assert env["MALLOC_ARENA_MAX"] == str(WORKER_ARENAS)
+    assert env["MALLOC_MMAP_THRESHOLD_"] == str(BACKUP_MMAP_THRESHOLD)
     monkeypatch.setenv("MALLOC_ARENA_MAX", "3")
-    assert worker_environment()["MALLOC_ARENA_MAX"] == "3"
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    env = worker_environment()
+    assert env["MALLOC_ARENA_MAX"] == "3" and env["MALLOC_MMAP_THRESHOLD_"] == "65536"
+
+
+# Free a 4 MiB block (glibc then raises its threshold to 4 MiB), then hold a 1 MiB
+# one: print whether that one got a mapping of its own (mallinfo2's hblkhd grew).
+MMAP_PROBE = """
+import ctypes, sys
+from agent.allocator import fix_mmap_threshold
+took = fix_mmap_threshold() if sys.argv[1] == "fixed" else None
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+        "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
+del_me = bytearray(4 << 20)
+del del_me
+before = libc.mallinfo2().hblkhd
+held = bytearray(1 << 20)
+print(took, libc.mallinfo2().hblkhd - before >= 1 << 20)
+"""
+
+
+def mmap_probe(mode: str, env: dict[str, str]) -> list[str]:
+    return subprocess.run([sys.executable, "-c", MMAP_PROBE, mode], capture_output=True,
+                          text=True, check=True, env=env).stdout.split()
+
+
+@glibc_only
+def test_the_backup_threshold_keeps_mid_sized_blocks_out_of_the_heap() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"}
+    assert mmap_probe("fixed", env) == ["True", "True"]
+    assert mmap_probe("default", env) == ["None", "False"]  # glibc's sliding threshold
+
+
+@glibc_only
+def test_a_threshold_the_user_set_is_left_alone() -> None:
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(8 << 20)}
+    assert mmap_probe("fixed", env) == ["False", "False"]
