@@ -18,7 +18,8 @@ worker answer of a backup is carved from the heap, and the heap keeps the high
 water mark, fragmented. Fixed at 512 KiB in ``cairn backup`` and in its worker
 processes, measured on the full benchmark set (interleaved cold first backups):
 summed peak RSS 153–160 MiB against 171–184 MiB, for ~0.45 s more system CPU
-(fresh mappings' page faults) and a backup 0–5 % longer within the spread. Restores
+(fresh mappings' page faults) and backups ~5 % longer on average over four timed
+pairs (inside the run-to-run spread). Restores
 keep glibc's default (every ~1 MiB buffer they use would become a mapping and
 its page faults; 128 KiB cost them a tenth of their speed), and so does the
 service process, which also restores.
