@@ -39,9 +39,14 @@ print(took, arenas)
 """
 
 
+def run_probe(code: str, arg: str, env: dict[str, str]) -> list[str]:
+    """The words a probe printed, run in a fresh Python with ``env``."""
+    return subprocess.run([sys.executable, "-c", code, arg], capture_output=True,
+                          text=True, check=True, env=env).stdout.split()
+
+
 def subprocess_probe(cap: str, env: dict[str, str]) -> tuple[str, int]:
-    out = subprocess.run([sys.executable, "-c", ARENA_PROBE, cap], capture_output=True,
-                         text=True, check=True, env=env).stdout.split()
+    out = run_probe(ARENA_PROBE, cap, env)
     return out[0], int(out[1])
 
 
@@ -94,8 +99,7 @@ print(took, libc.mallinfo2().hblkhd - before >= 1 << 20)
 
 
 def mmap_probe(mode: str, env: dict[str, str]) -> list[str]:
-    return subprocess.run([sys.executable, "-c", MMAP_PROBE, mode], capture_output=True,
-                          text=True, check=True, env=env).stdout.split()
+    return run_probe(MMAP_PROBE, mode, env)
 
 
 @glibc_only
