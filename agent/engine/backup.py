@@ -55,6 +55,7 @@ from agent.scan.xattrs import read_xattrs
 BATCH_FILES = 64
 PROCESS_THRESHOLD = 1000  # small files seen before worker processes pay for their start-up
 BATCH_BYTES = 2 * 1024 * 1024
+FOLDER_QUEUE = 4096  # folders walked and waiting for their tree blob
 _DONE = object()
 
 
@@ -354,17 +355,22 @@ def _check_after_lapse(repo: Repository, lock: ArchiveLock, root: str,
 def _walk_and_build(repo: Repository, sink: PackSink, options: BackupOptions,
                     progress: Progress, parent: Snapshot | None,
                     lock: ArchiveLock, dircache: DirCache) -> tuple[str, Walker]:
-    tasks: queue.Queue = queue.Queue(maxsize=4096)
+    tasks: queue.Queue = queue.Queue(maxsize=FOLDER_QUEUE)
     reader = _FileReader(repo, sink, options, progress)
+
+    def hand_over(item: object) -> bool:
+        """Queue ``item`` for the tree builder; False once it has stopped (abort is set)."""
+        while not reader.abort.is_set():
+            with contextlib.suppress(queue.Full):
+                tasks.put(item, timeout=0.5)
+                return True
+        return False
 
     def emit(task: DirTask) -> None:
         if tasks.full():
             reader.flush()  # the tree builder may be waiting on the open batch
-        while not reader.abort.is_set():
-            with contextlib.suppress(queue.Full):
-                tasks.put(task, timeout=0.5)
-                return
-        raise Interrupted("Backup stopped.")
+        if not hand_over(task):
+            raise Interrupted("Backup stopped.")
 
     walker = Walker(repo.tree, reader.read_file, emit, excludes=options.excludes,
                     skip_paths=options.skip_paths, on_error=progress.errors.append,
@@ -373,14 +379,16 @@ def _walk_and_build(repo: Repository, sink: PackSink, options: BackupOptions,
                     exclude_if_present=options.exclude_if_present)
 
     def walk() -> None:
+        """Walk, then hand over the end (or the walk's error). Never a blocking put: a
+        tree builder that failed stops reading a full queue, and the run must end."""
         try:
             walker.walk(list(options.paths), parent.tree if parent else None)
             reader.flush()
-            tasks.put(_DONE)
+            hand_over(_DONE)
         except BaseException as exc:
             with contextlib.suppress(BaseException):
                 reader.flush()
-            tasks.put(exc)
+            hand_over(exc)
 
     reader.on_processes_start = walker.list_on_threads  # many new files: reading is the slow part
     thread = threading.Thread(target=walk, name="walker", daemon=True)
