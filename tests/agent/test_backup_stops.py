@@ -4,7 +4,6 @@ walker is blocked handing over a folder (the folder queue is full)."""
 from __future__ import annotations
 
 import queue
-import threading
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from agent.dest.local import LocalDestination
 from agent.engine import backup
 from agent.engine.backup import BackupOptions, run_backup
 from agent.errors import ArchiveError
+from tests.agent.deadline import call_with_deadline
 
 
 def test_a_failed_tree_builder_ends_the_backup_while_the_walker_waits_on_a_full_queue(
@@ -34,22 +34,12 @@ def test_a_failed_tree_builder_ends_the_backup_while_the_walker_waits_on_a_full_
 
     monkeypatch.setattr(backup, "_build_trees", failing_builder)
     repo = Repository.create(LocalDestination(tmp_path / "archive"), "pw", tmp_path / "cache")
-    outcome: list[BaseException | None] = []
-
-    def run() -> None:
-        try:
-            run_backup(repo, BackupOptions(paths=(src,), processes=0))
-            outcome.append(None)
-        except BaseException as exc:
-            outcome.append(exc)
-
-    runner = threading.Thread(target=run, daemon=True)
-    runner.start()
-    runner.join(timeout=30)
     try:
-        assert not runner.is_alive(), "the backup hung after its tree builder failed"
-        assert len(outcome) == 1 and isinstance(outcome[0], ArchiveError)
-        assert str(outcome[0]) == "The tree builder failed."
+        finished, outcome = call_with_deadline(
+            lambda: run_backup(repo, BackupOptions(paths=(src,), processes=0)), 30)
+        assert finished, "the backup hung after its tree builder failed"
+        assert isinstance(outcome, ArchiveError)
+        assert str(outcome) == "The tree builder failed."
         assert repo.snapshots() == []
     finally:
         repo.close()

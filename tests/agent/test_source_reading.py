@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import threading
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from agent.dest.local import LocalDestination
 from agent.engine import backup
 from agent.engine.backup import PROCESS_THRESHOLD, BackupOptions, run_backup
 from agent.scan.source import open_source, read_small
+from tests.agent.deadline import call_with_deadline
 from tests.agent.strategies import random_bytes
 from tests.agent.treespec import File, build
 
@@ -77,22 +77,11 @@ def test_a_file_of_another_owner_is_still_read() -> None:
 def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    outcome: list[BaseException | None] = []
-
-    def try_open() -> None:
-        try:
-            open_source(str(fifo)).close()
-            outcome.append(None)
-        except OSError as exc:
-            outcome.append(exc)
-
-    opener = threading.Thread(target=try_open, daemon=True)
-    opener.start()
-    opener.join(timeout=30)
-    if opener.is_alive():  # unblock it before failing: a writer comes along
+    finished, outcome = call_with_deadline(lambda: open_source(str(fifo)).close(), 30)
+    if not finished:  # unblock it before failing: a writer comes along
         os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-    assert outcome and isinstance(outcome[0], OSError), "the open waited for a writer"
-    assert "no longer a regular file" in str(outcome[0])
+    assert finished and isinstance(outcome, OSError), "the open waited for a writer"
+    assert "no longer a regular file" in str(outcome)
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
