@@ -166,9 +166,12 @@ def test_a_backup_completes_when_its_worker_processes_are_killed(
         repo.close()
 
 
-def test_read_ahead_keeps_each_outcome_with_its_file(keys: ArchiveKeys, tmp_path: Path) -> None:
-    """Files are read on several threads ahead of the sealing; outcomes stay in order,
-    unreadable ones (a folder, a missing file) in their own place."""
+@pytest.mark.parametrize("reader_threads", [0, sealworkers.READER_THREADS])
+def test_read_ahead_keeps_each_outcome_with_its_file(keys: ArchiveKeys, tmp_path: Path,
+                                                     reader_threads: int) -> None:
+    """Files are read ahead of the sealing, by opening them ahead (Linux) or on reader
+    threads (no read-ahead advice); outcomes stay in order, unreadable ones (a folder,
+    a missing file) in their own place."""
     paths, expected = [], []
     for i in range(300):
         path = tmp_path / f"f{i}"
@@ -182,8 +185,9 @@ def test_read_ahead_keeps_each_outcome_with_its_file(keys: ArchiveKeys, tmp_path
             path.write_bytes(data)
             expected.append(keys.blob_id(data))
         paths.append(str(path))
-    with ThreadPoolExecutor(sealworkers.READ_AHEAD) as readers:
-        outcomes, blobs = sealworkers.seal_files(keys, KnownIds(b""), set(), paths, readers)
+    with ThreadPoolExecutor(reader_threads or 1) as readers:
+        outcomes, blobs = sealworkers.seal_files(keys, KnownIds(b""), set(), paths,
+                                                 readers if reader_threads else None)
     assert [ids[0] if ids else None for ids, _, _, _ in outcomes] == expected
     assert [error is not None for _, _, error, _ in outcomes] == [e is None for e in expected]
     assert len(blobs) == sum(e is not None for e in expected)
@@ -200,14 +204,15 @@ def test_a_worker_runs_with_the_malloc_arena_cap(keys: ArchiveKeys,
     assert b"MALLOC_ARENA_MAX=1" in environ
 
 
-def test_a_worker_hands_back_a_file_that_grew_past_small(keys: ArchiveKeys,
-                                                         tmp_path: Path) -> None:
+@pytest.mark.parametrize("reader_threads", [0, 1])
+def test_a_worker_hands_back_a_file_that_grew_past_small(keys: ArchiveKeys, tmp_path: Path,
+                                                         reader_threads: int) -> None:
     (tmp_path / "grew").write_bytes(b"x" * (MIN_SIZE + 1))
     (tmp_path / "small").write_bytes(b"y" * MIN_SIZE)
     with ThreadPoolExecutor(1) as readers:
         outcomes, blobs = sealworkers.seal_files(
             keys, KnownIds(b""), set(), [str(tmp_path / "grew"), str(tmp_path / "small")],
-            readers)
+            readers if reader_threads else None)
     assert outcomes[0] == (None, 0, None, None)
     assert outcomes[1][0] == [keys.blob_id(b"y" * MIN_SIZE)] and len(blobs) == 1
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,8 @@ from agent.archive.repository import Repository
 from agent.dest.local import LocalDestination
 from agent.engine import backup
 from agent.engine.backup import PROCESS_THRESHOLD, BackupOptions, run_backup
-from agent.scan.source import open_source, read_small
+from agent.scan import source
+from agent.scan.source import open_ahead, open_source, read_small
 from tests.agent.deadline import call_with_deadline
 from tests.agent.strategies import random_bytes
 from tests.agent.treespec import File, build
@@ -149,3 +151,92 @@ def test_read_small_follows_a_file_growing_while_it_is_read(tmp_path: Path) -> N
     assert read_small(GrowsOnFirstRead(path, b"b" * 30), 100) == b"a" * 50 + b"b" * 30  # type: ignore[arg-type]
     path.write_bytes(b"a" * 50)
     assert read_small(GrowsOnFirstRead(path, b"b" * 60), 100) is None  # type: ignore[arg-type]
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_open_ahead_gives_files_in_order_with_errors_in_place(tmp_path: Path) -> None:
+    paths = []
+    for i in range(20):
+        path = tmp_path / f"f{i:02d}"
+        if i % 7 == 3:
+            path.mkdir()  # not a regular file: refused
+        elif i % 7 != 5:  # i % 7 == 5: never created
+            path.write_bytes(f"content {i}".encode())
+        paths.append(str(path))
+    got = []
+    for path, opened in open_ahead(paths, window=4):
+        if isinstance(opened, OSError):
+            got.append((path, None))
+        else:
+            with opened as f:
+                got.append((path, f.read()))
+    assert got == [(str(tmp_path / f"f{i:02d}"),
+                    None if i % 7 in (3, 5) else f"content {i}".encode()) for i in range(20)]
+
+
+def test_open_ahead_holds_at_most_its_window_and_closes_what_it_did_not_give(
+        tmp_path: Path) -> None:
+    paths = []
+    for i in range(30):
+        (tmp_path / f"f{i}").write_bytes(b"x")
+        paths.append(str(tmp_path / f"f{i}"))
+    before = _open_fds()
+    ahead = open_ahead(paths, window=8)
+    _, first = next(ahead)
+    assert _open_fds() - before == 8  # the one given out and seven more, reads started
+    first.close()
+    next(ahead)[1].close()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ahead.close()  # the caller stops early (a cancelled batch): the rest are closed
+    assert _open_fds() == before
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]  # closed, not GCed
+
+
+def test_open_ahead_asks_the_kernel_to_read_each_file(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    if not hasattr(os, "posix_fadvise"):
+        pytest.skip("this platform has no posix_fadvise; the next test covers it")
+    advised = []
+    real = os.posix_fadvise
+
+    def record(fd: int, offset: int, length: int, advice: int) -> None:
+        advised.append((os.readlink(f"/proc/self/fd/{fd}"), offset, length, advice))
+        real(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", record)
+    for name in "abc":
+        (tmp_path / name).write_bytes(name.encode() * 100)
+    for _, opened in open_ahead([str(tmp_path / n) for n in "abc"], window=2):
+        opened.close()  # type: ignore[union-attr]
+    assert advised == [(str(tmp_path / n), 0, 0, os.POSIX_FADV_WILLNEED) for n in "abc"]
+
+
+def test_open_ahead_works_where_there_is_no_read_ahead_advice(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows and macOS have no posix_fadvise: the files are simply read."""
+    monkeypatch.delattr(os, "posix_fadvise", raising=False)
+    (tmp_path / "a").write_bytes(b"alpha")
+    [(_, opened)] = list(open_ahead([str(tmp_path / "a")], window=4))
+    with opened as f:  # type: ignore[union-attr]
+        assert f.read() == b"alpha"
+
+
+def test_declined_read_ahead_advice_is_not_an_error(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    def decline(*_: object) -> None:
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(os, "posix_fadvise", decline, raising=False)
+    (tmp_path / "a").write_bytes(b"alpha")
+    fd = os.open(tmp_path / "a", os.O_RDONLY)
+    try:
+        source.advise_read_ahead(fd)
+    finally:
+        os.close(fd)
+    [(_, opened)] = list(open_ahead([str(tmp_path / "a")], window=4))
+    with opened as f:  # type: ignore[union-attr]
+        assert f.read() == b"alpha"
