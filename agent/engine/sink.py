@@ -2,8 +2,9 @@
 
 Workers call ``add`` concurrently; a lock keeps one open pack per blob type and
 drops a blob another worker already added (two files with the same chunk).
-Full packs go to a bounded queue drained by uploader threads, which store the
-pack and only then record its blobs for the next index file. An index
+Full packs go to a bounded queue drained by uploader threads, which finish the
+pack (its header and the fsync, outside that lock, so no worker waits on a
+disk flush), store it and only then record its blobs for the next index file. An index
 checkpoint is written every ``checkpoint_s`` seconds, so a killed run loses at
 most the packs in flight (and even those are adopted by the next run).
 """
@@ -55,7 +56,6 @@ class PackSink:
         return blob_id in self._added or blob_id in self._known
 
     def add(self, kind: ObjectType, blob_id: bytes, sealed: bytes, raw_length: int) -> None:
-        finished = None
         with self._lock:
             if blob_id in self._added:
                 return
@@ -64,17 +64,16 @@ class PackSink:
             if writer is None:
                 writer = self._writers[kind] = PackWriter(self._repo.keys, self._staging)
             writer.add(kind, blob_id, sealed, raw_length)
-            if writer.full:
-                finished = writer.finish()
-                del self._writers[kind]
-        if finished is not None:
-            self._enqueue(finished)
+            if not writer.full:
+                return
+            del self._writers[kind]  # no other thread can reach it now
+        self._enqueue(writer)
 
-    def _enqueue(self, pack: FinishedPack) -> None:
+    def _enqueue(self, writer: PackWriter) -> None:
         while True:
             self._raise_if_failed()
             try:
-                self._queue.put(pack, timeout=0.5)
+                self._queue.put(writer, timeout=0.5)
                 return
             except queue.Full:
                 continue
@@ -88,11 +87,19 @@ class PackSink:
             item = self._queue.get()
             if item is _STOP:
                 return
+            if self._error is not None:  # a pack failed: store no more (the run is ending)
+                item.discard()
+                continue
             try:
-                self._store(item)
+                pack = item.finish()
             except BaseException as exc:  # surfaced to workers and to close()
                 self._error = exc
-                item.path.unlink(missing_ok=True)
+                continue
+            try:
+                self._store(pack)
+            except BaseException as exc:
+                self._error = exc
+                pack.path.unlink(missing_ok=True)
 
     def _store(self, pack: FinishedPack) -> None:
         self._repo.dest.put_file("data", pack.name, pack.path)
@@ -118,7 +125,7 @@ class PackSink:
         with self._lock:
             writers, self._writers = list(self._writers.values()), {}
         for writer in writers:
-            self._enqueue(writer.finish())
+            self._enqueue(writer)
         for _ in self._threads:
             self._queue.put(_STOP)
         for t in self._threads:
