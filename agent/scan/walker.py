@@ -138,7 +138,7 @@ class Walker:
 
     def list_on_threads(self) -> None:
         """End the crawl's lister processes (call from ``read_file`` once the walk is bound
-        by reading file contents: threads keep up with it, for less memory)."""
+        by reading file contents: a thread keeps up with it, for less memory)."""
         self._crawler.retire_processes()
 
     def _visit_prefix(self, path: str, name: str, sub: dict, old: _OldTree,

@@ -245,3 +245,53 @@ def test_retiring_the_lister_processes_mid_walk_keeps_every_listing(tmp_path: Pa
     finally:
         crawler.close()
     assert_complete(seen, folders)
+
+
+def _alive_after(crawler: Crawler, want: int) -> int:
+    """Crawl threads alive once they settle (up to 10 s) at ``want``."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        alive = sum(t.is_alive() for t in crawler._threads)
+        if alive == want:
+            time.sleep(0.2)  # and stays so
+            return sum(t.is_alive() for t in crawler._threads)
+        time.sleep(0.02)
+    return sum(t.is_alive() for t in crawler._threads)
+
+
+@needs_fork
+def test_retired_lister_processes_leave_one_crawl_thread(tmp_path: Path) -> None:
+    """Each crawl thread's system calls hand the GIL away, and once the processes are
+    retired the walker is the slow part: one thread goes on listing, and every folder
+    still gets its listing."""
+    folders = make_tree(tmp_path, width=4, depth=4)
+    crawler = Crawler(every_subfolder, threads=3, processes=[ListerProcess() for _ in range(3)])
+    crawler.seed([str(tmp_path)])
+    try:
+        seen = {str(tmp_path): crawler.take(str(tmp_path))}
+        crawler.retire_processes()
+        assert _alive_after(crawler, crawler_module.THREADS_AFTER_RETIRING) == \
+            crawler_module.THREADS_AFTER_RETIRING
+        for name, _ in seen[str(tmp_path)]:
+            if (tmp_path / name).is_dir():
+                seen.update(walk(crawler, str(tmp_path / name)))
+    finally:
+        crawler.close()
+    assert_complete(seen, folders)
+
+
+@needs_fork
+def test_crawl_threads_whose_lister_processes_died_go_on_listing(tmp_path: Path) -> None:
+    """Not retired, died: the walk has not outrun the crawl, so every thread lists on."""
+    folders = make_tree(tmp_path, width=4, depth=4)
+    processes = [ListerProcess() for _ in range(3)]
+    for process in processes:
+        os.kill(process._pid, signal.SIGKILL)
+    crawler = Crawler(every_subfolder, threads=3, processes=processes)
+    crawler.seed([str(tmp_path)])
+    try:
+        assert _alive_after(crawler, 3) == 3
+        seen = walk(crawler, str(tmp_path))
+    finally:
+        crawler.close()
+    assert_complete(seen, folders)
