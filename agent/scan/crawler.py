@@ -87,7 +87,12 @@ class Crawler:
                  processes: list[ListerProcess] | None = None) -> None:
         self._pick_children, self._max_entries = pick_children, max_entries
         self._limit = max(max_entries, HEAD_START_ENTRIES)  # until the first take
-        self._cond = threading.Condition()
+        # One lock, two waits: crawl threads wait for work (``_cond``), the walker for a
+        # folder being listed (``_ready``). Waking only who can act on a change saves
+        # the rest a futex call and a GIL hand-off for every folder listed.
+        lock = threading.RLock()
+        self._cond = threading.Condition(lock)
+        self._ready = threading.Condition(lock)
         self._heap: list[tuple[tuple, str]] = []
         self._pending: dict[str, tuple] = {}  # queued folder → its order key
         self._done: dict[str, object] = {}  # folder → listing, or _RUNNING while listed
@@ -147,13 +152,15 @@ class Crawler:
             key = self._pending.pop(path, None)
             state = self._done.get(path)
             while state is _RUNNING:
-                self._cond.wait()
+                self._ready.wait()
                 state = self._done.get(path)
             if state is not None:
                 del self._done[path]
                 if not isinstance(state, OSError):
+                    held_back = self._buffered >= self._limit
                     self._buffered -= len(state)  # type: ignore[arg-type]
-                    self._cond.notify_all()
+                    if held_back and self._buffered < self._limit:
+                        self._cond.notify_all()  # the bound no longer holds the crawl
                 return state  # type: ignore[return-value]
             if key is None:
                 key = self._new_root_key()  # a folder the crawl did not know
@@ -164,7 +171,7 @@ class Crawler:
         finally:
             with self._cond:
                 self._listing_now -= 1
-                self._cond.notify_all()
+                self._wake_if_idle()
         return listing
 
     def retire_processes(self) -> None:
@@ -179,6 +186,7 @@ class Crawler:
             self._closed = True
             self._heap.clear()
             self._cond.notify_all()
+            self._ready.notify_all()
         for thread in self._threads:
             thread.join()
         self._retire_processes()
@@ -257,14 +265,20 @@ class Crawler:
         """Hand a listing to the walker and queue its subfolders."""
         with self._cond:
             self._listing_now -= 1
+            self._wake_if_idle()
             if self._is_forgotten(path):
-                self._cond.notify_all()
                 return
             self._done[path] = listing
             if not isinstance(listing, OSError):
                 self._buffered += len(listing)
-            self._cond.notify_all()
+            self._ready.notify()  # the walker, if it waits for this folder
         self._queue_children(path, key, listing)
+
+    def _wake_if_idle(self) -> None:
+        """Nothing is being listed: crawl threads waiting with lister processes check
+        whether to retire them (lock held)."""
+        if not self._listing_now and self._processes:
+            self._cond.notify_all()
 
     def _retire_processes(self) -> None:
         """End the lister processes (called with the lock held, or after the threads)."""
@@ -293,4 +307,4 @@ class Crawler:
                 self._pending[child] = child_key
                 self._pending_ever = True
                 heapq.heappush(self._heap, (child_key, child))
-            self._cond.notify_all()
+            self._cond.notify(len(children))

@@ -16,6 +16,7 @@ from agent.scan import crawler as crawler_module
 from agent.scan.crawler import Crawler, adopt_early, every_subfolder, start_early
 from agent.scan.listing import list_dir
 from agent.scan.listproc import ListerProcess, can_fork
+from tests.agent.deadline import call_with_deadline
 
 needs_fork = pytest.mark.skipif(not can_fork(), reason="lister processes need os.fork")
 
@@ -295,3 +296,19 @@ def test_crawl_threads_whose_lister_processes_died_go_on_listing(tmp_path: Path)
     finally:
         crawler.close()
     assert_complete(seen, folders)
+
+
+@pytest.mark.parametrize("processes", [0, 4])
+def test_a_crawl_under_a_tight_bound_never_stalls(tmp_path: Path, processes: int) -> None:
+    """Crawl threads wait for work and the walker for a listing on separate conditions;
+    each change wakes only who can act on it. A wakeup lost on the way would leave the
+    walk waiting for ever: many rounds under a bound of a few entries must all end."""
+    if processes and not can_fork():
+        pytest.skip("lister processes need os.fork")
+    folders = make_tree(tmp_path, width=3, depth=4)
+    for _ in range(5):
+        crawler = Crawler(every_subfolder, threads=4, max_entries=3,
+                          processes=[ListerProcess() for _ in range(processes)])
+        finished, seen = call_with_deadline(lambda c=crawler: crawl_all(c, tmp_path), 30)
+        assert finished, "the crawl stalled"
+        assert_complete(seen, folders)  # type: ignore[arg-type]
