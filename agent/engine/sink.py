@@ -3,10 +3,10 @@
 Workers call ``add`` concurrently; a lock keeps one open pack per blob type and
 drops a blob another worker already added (two files with the same chunk).
 Full packs go to a bounded queue drained by uploader threads, which finish the
-pack (its header and the fsync, outside that lock, so no worker waits on a
-disk flush), store it and only then record its blobs for the next index file. An index
-checkpoint is written every ``checkpoint_s`` seconds, so a killed run loses at
-most the packs in flight (and even those are adopted by the next run).
+pack (its header and the fsync, outside that lock, so no worker waits on a disk
+flush), store it and only then record its blobs for the next index file. An
+index checkpoint is written every ``checkpoint_s`` seconds, so a killed run
+loses at most the packs in flight (and even those are adopted by the next run).
 """
 
 from __future__ import annotations

@@ -271,7 +271,7 @@ class Crawler:
             self._done[path] = listing
             if not isinstance(listing, OSError):
                 self._buffered += len(listing)
-            self._ready.notify()  # the walker, if it waits for this folder
+            self._ready.notify_all()  # the walker, if it waits for this folder
         self._queue_children(path, key, listing)
 
     def _wake_if_idle(self) -> None:
