@@ -228,11 +228,13 @@ def test_lister_processes_end_when_a_slow_walker_holds_the_crawl_back(
 
 @needs_fork
 def test_retiring_the_lister_processes_mid_walk_keeps_every_listing(tmp_path: Path) -> None:
-    """The backup retires them when it starts its worker processes: threads list the rest."""
+    """The backup retires them when it starts its worker processes: the walk is then the
+    slow part, and each crawl thread's system calls hand the GIL away, so one thread
+    lists the rest; every folder still gets its listing."""
     folders = make_tree(tmp_path, width=4, depth=4)
-    processes = [ListerProcess() for _ in range(2)]
+    processes = [ListerProcess() for _ in range(3)]
     pids = [p._pid for p in processes]
-    crawler = Crawler(every_subfolder, processes=processes)
+    crawler = Crawler(every_subfolder, threads=3, processes=processes)
     crawler.seed([str(tmp_path)])
     try:
         seen = {str(tmp_path): crawler.take(str(tmp_path))}
@@ -240,6 +242,8 @@ def test_retiring_the_lister_processes_mid_walk_keeps_every_listing(tmp_path: Pa
         for pid in pids:  # reaped at once, not at the end of the walk
             with pytest.raises(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
+        assert _alive_after(crawler, crawler_module.THREADS_AFTER_RETIRING) == \
+            crawler_module.THREADS_AFTER_RETIRING
         for name, _ in seen[str(tmp_path)]:
             if (tmp_path / name).is_dir():
                 seen.update(walk(crawler, str(tmp_path / name)))
@@ -258,27 +262,6 @@ def _alive_after(crawler: Crawler, want: int) -> int:
             return sum(t.is_alive() for t in crawler._threads)
         time.sleep(0.02)
     return sum(t.is_alive() for t in crawler._threads)
-
-
-@needs_fork
-def test_retired_lister_processes_leave_one_crawl_thread(tmp_path: Path) -> None:
-    """Each crawl thread's system calls hand the GIL away, and once the processes are
-    retired the walker is the slow part: one thread goes on listing, and every folder
-    still gets its listing."""
-    folders = make_tree(tmp_path, width=4, depth=4)
-    crawler = Crawler(every_subfolder, threads=3, processes=[ListerProcess() for _ in range(3)])
-    crawler.seed([str(tmp_path)])
-    try:
-        seen = {str(tmp_path): crawler.take(str(tmp_path))}
-        crawler.retire_processes()
-        assert _alive_after(crawler, crawler_module.THREADS_AFTER_RETIRING) == \
-            crawler_module.THREADS_AFTER_RETIRING
-        for name, _ in seen[str(tmp_path)]:
-            if (tmp_path / name).is_dir():
-                seen.update(walk(crawler, str(tmp_path / name)))
-    finally:
-        crawler.close()
-    assert_complete(seen, folders)
 
 
 @needs_fork
