@@ -281,13 +281,11 @@ def test_crawl_threads_whose_lister_processes_died_go_on_listing(tmp_path: Path)
     assert_complete(seen, folders)
 
 
-@pytest.mark.parametrize("processes", [0, 4])
+@pytest.mark.parametrize("processes", [0, pytest.param(4, marks=needs_fork)])
 def test_a_crawl_under_a_tight_bound_never_stalls(tmp_path: Path, processes: int) -> None:
     """Crawl threads wait for work and the walker for a listing on separate conditions;
     each change wakes only who can act on it. A wakeup lost on the way would leave the
     walk waiting for ever: many rounds under a bound of a few entries must all end."""
-    if processes and not can_fork():
-        pytest.skip("lister processes need os.fork")
     folders = make_tree(tmp_path, width=3, depth=4)
     for _ in range(5):
         crawler = Crawler(every_subfolder, threads=4, max_entries=3,

@@ -196,10 +196,10 @@ def test_open_ahead_holds_at_most_its_window_and_closes_what_it_did_not_give(
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]  # closed, not GCed
 
 
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise"),
+                    reason="no posix_fadvise here; the next test covers that case")
 def test_open_ahead_asks_the_kernel_to_read_each_file(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    if not hasattr(os, "posix_fadvise"):
-        pytest.skip("this platform has no posix_fadvise; the next test covers it")
     advised = []
     real = os.posix_fadvise
 
