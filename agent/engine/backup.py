@@ -390,7 +390,7 @@ def _walk_and_build(repo: Repository, sink: PackSink, options: BackupOptions,
                 reader.flush()
             hand_over(exc)
 
-    reader.on_processes_start = walker.list_on_threads  # many new files: reading is the slow part
+    reader.on_processes_start = walker.retire_listers  # many new files: reading is the slow part
     thread = threading.Thread(target=walk, name="walker", daemon=True)
     thread.start()
     try:

@@ -136,7 +136,7 @@ class Walker:
         finally:
             self._crawler.close()
 
-    def list_on_threads(self) -> None:
+    def retire_listers(self) -> None:
         """End the crawl's lister processes (call from ``read_file`` once the walk is bound
         by reading file contents: a thread keeps up with it, for less memory)."""
         self._crawler.retire_processes()
