@@ -4,7 +4,9 @@ On a cold cache, ``cairn backup`` is bound by listing folders from disk. Loading
 Cairn's modules and deriving the archive key take a few hundred milliseconds,
 so for ``cairn backup PATH...`` the crawl of the named folders starts here, on
 threads, and the walk adopts it (``agent.scan.crawler``). Only ``os``, ``sys``
-and the crawler are imported first; everything else is ``agent.cli``'s.
+and the crawler are imported first; everything else is ``agent.cli``'s. For a
+local ``--dest`` with the passphrase in ``CAIRN_PASSPHRASE``, the archive key is
+derived next, while the process is still small (``agent.archive.unlock_early``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,21 @@ def backup_folders(argv: list[str]) -> list[str]:
     return folders
 
 
+def backup_dest(argv: list[str]) -> str | None:
+    """The ``--dest`` folder of a ``cairn backup`` command line, else None."""
+    if not argv or argv[0] != "backup":
+        return None
+    dest = None
+    for i, arg in enumerate(argv[1:], start=1):
+        if arg == "--":
+            break
+        if arg == "--dest" and i + 1 < len(argv):
+            dest = argv[i + 1]
+        elif arg.startswith("--dest="):
+            dest = arg.removeprefix("--dest=")
+    return dest or None
+
+
 def main() -> int:
     from agent.allocator import fix_mmap_threshold, limit_arenas
 
@@ -49,6 +66,11 @@ def main() -> int:
         # 5 ms switch interval, imports and the walk starve them (measured: 0.4 s slower).
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         start_early(folders)
+    dest, passphrase = backup_dest(sys.argv[1:]), os.environ.get("CAIRN_PASSPHRASE")
+    if dest and passphrase:
+        from agent.archive.unlock_early import unlock_early
+
+        unlock_early(dest, passphrase)
     from agent.cli import main as cli_main
 
     return cli_main()

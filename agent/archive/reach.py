@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
-from agent.archive.index_cache import KnownIds
+from agent.archive.known_ids import KnownIds
 from agent.errors import CairnError
 
 TreeLoader = Callable[[str], Sequence[dict]]

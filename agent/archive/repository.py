@@ -59,7 +59,7 @@ class Repository:
         names = dest.list("keys")
         if not names:
             raise NotAnArchive(f"{dest.description} is not a Cairn archive (it has no key files).")
-        for name in names:
+        for name in sorted(names):  # the order agent.archive.unlock_early expects
             doc = parse_key_file(dest.read("keys", name))
             keys = unwrap_key_file(doc, passphrase)
             if keys is not None:

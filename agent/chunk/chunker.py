@@ -28,9 +28,10 @@ each holding 9 MiB were a tenth of a first backup's memory.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-from pyfastcdc import FastCDC
+if TYPE_CHECKING:
+    from pyfastcdc import FastCDC
 
 MIN_SIZE = 512 * 1024
 AVG_PARAM = 768 * 1024
@@ -43,7 +44,11 @@ class Chunker:
     """Splits streams into content-defined chunks. One instance per thread."""
 
     def __init__(self, seed: int) -> None:
-        self._cdc = FastCDC(AVG_PARAM, min_size=MIN_SIZE, max_size=MAX_SIZE, seed=seed)
+        # Imported here: seal worker processes import this module for its sizes and
+        # rarely chunk, and pyfastcdc's own imports cost each of them 2.5 MiB.
+        from pyfastcdc import FastCDC
+
+        self._cdc: FastCDC = FastCDC(AVG_PARAM, min_size=MIN_SIZE, max_size=MAX_SIZE, seed=seed)
         self._buffer: bytearray | None = None
 
     def chunks(self, stream: BinaryIO) -> Iterator[memoryview]:

@@ -13,6 +13,11 @@ A key file wraps the master key under a key-encryption key derived from a
 passphrase with Argon2id (parameters stored in the file). Several key files may
 wrap the same master key; changing a passphrase writes a new key file and
 removes the old one, re-encrypting no data. See docs/format.md, "Key files".
+
+Deriving a key-encryption key takes 64 MiB, the largest allocation of a backup,
+so ``cairn backup`` derives it first, while its process is still small
+(``derive_early``, ``prepare_new_key``, called by ``agent.archive.unlock_early``);
+the key file code then takes that result.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import base64
 import json
 import os
 import socket
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -34,7 +40,7 @@ from agent.errors import IntegrityError, NewerFormat, NotAnArchive
 KEY_FILE_VERSION = 1
 _WRAP_AAD = b"cairn key file v1"
 
-# Argon2id: 64 MiB, 3 passes, 4 lanes (~0.15 s here). Stored per key file so they can grow.
+# Argon2id: 64 MiB, 3 passes, 4 lanes (0.15-0.25 s here). Stored per key file so they can grow.
 DEFAULT_KDF = {"algorithm": "argon2id", "memory_kib": 65536, "iterations": 3, "lanes": 4}
 
 
@@ -77,6 +83,12 @@ class ArchiveKeys:
 def _kek(passphrase: str, salt: bytes, kdf: dict) -> bytes:
     if kdf.get("algorithm") != "argon2id":
         raise NewerFormat(f"Unknown key derivation {kdf.get('algorithm')!r}; upgrade Cairn.")
+    with _early_lock:
+        kek = _early.pop(_derivation_key(passphrase, salt, kdf), None)
+    return kek if kek is not None else _argon2id(passphrase, salt, kdf)
+
+
+def _argon2id(passphrase: str, salt: bytes, kdf: dict) -> bytes:
     return Argon2id(
         salt=salt,
         length=32,
@@ -86,10 +98,59 @@ def _kek(passphrase: str, salt: bytes, kdf: dict) -> bytes:
     ).derive(passphrase.encode("utf-8"))
 
 
+_early: dict[tuple, bytes] = {}  # derived before it was asked for; each taken once
+_new_salts: dict[tuple, bytes] = {}  # (passphrase, kdf) → the salt of a key derived early
+_early_lock = threading.Lock()
+
+
+def _derivation_key(passphrase: str, salt: bytes, kdf: dict) -> tuple:
+    params = tuple(sorted((k, str(v)) for k, v in kdf.items() if k != "salt"))
+    return passphrase, salt, params
+
+
+def derive_early(passphrase: str, kdf: dict) -> None:
+    """Derive now the key-encryption key of a key file's ``kdf`` (with its base64
+    salt); unwrapping that key file with ``passphrase`` later takes it."""
+    try:
+        salt = base64.b64decode(kdf["salt"])
+    except (KeyError, ValueError, TypeError):
+        return  # a damaged key file: opening it reports that
+    if kdf.get("algorithm") != "argon2id":
+        return
+    _remember(passphrase, salt, kdf)
+
+
+def prepare_new_key(passphrase: str, kdf: dict | None = None) -> None:
+    """Derive now the key-encryption key of the next key file made for ``passphrase``
+    (its salt is drawn now, and used once)."""
+    kdf = dict(kdf or DEFAULT_KDF)
+    salt = os.urandom(16)
+    if _remember(passphrase, salt, kdf):
+        with _early_lock:
+            _new_salts[passphrase, _derivation_key(passphrase, salt, kdf)[2]] = salt
+
+
+def _remember(passphrase: str, salt: bytes, kdf: dict) -> bool:
+    try:
+        kek = _argon2id(passphrase, salt, kdf)
+    except Exception:
+        return False
+    with _early_lock:
+        _early[_derivation_key(passphrase, salt, kdf)] = kek
+    return True
+
+
+def _salt_for_new_key(passphrase: str, kdf: dict) -> bytes:
+    _, _, params = _derivation_key(passphrase, b"", kdf)
+    with _early_lock:
+        salt = _new_salts.pop((passphrase, params), None)
+    return salt if salt is not None else os.urandom(16)
+
+
 def make_key_file(keys: ArchiveKeys, passphrase: str, kdf: dict | None = None) -> bytes:
     """A new passphrase key file (JSON bytes) wrapping ``keys.master``."""
     kdf = dict(kdf or DEFAULT_KDF)
-    salt = os.urandom(16)
+    salt = _salt_for_new_key(passphrase, kdf)
     nonce = os.urandom(12)
     wrapped = AESGCM(_kek(passphrase, salt, kdf)).encrypt(nonce, keys.master, _WRAP_AAD)
     doc = {

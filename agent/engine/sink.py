@@ -16,8 +16,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from agent.archive.index_cache import KnownIds
 from agent.archive.index_file import IndexContent, decode_records, encode_records
+from agent.archive.known_ids import KnownIds
 from agent.archive.repository import Repository
 from agent.codec.envelope import ObjectType
 from agent.pack.writer import FinishedPack, PackWriter

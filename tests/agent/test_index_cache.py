@@ -7,7 +7,8 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.archive.index_cache import IndexCache, KnownIds
+from agent.archive.index_cache import IndexCache
+from agent.archive.known_ids import KnownIds
 from agent.codec.envelope import ObjectType
 from agent.pack.format import PackEntry
 from tests.agent.strategies import blob_ids, few, nul_tailed_ids, props

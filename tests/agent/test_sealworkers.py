@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.archive.index_cache import KnownIds
+from agent.archive.known_ids import KnownIds
 from agent.archive.repository import Repository
 from agent.chunk.chunker import MIN_SIZE
 from agent.codec.envelope import ObjectType, open_blob
