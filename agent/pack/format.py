@@ -41,9 +41,23 @@ class PackEntry:
 
 def encode_header(keys: ArchiveKeys, entries: list[PackEntry]) -> bytes:
     """Sealed header followed by its length: the bytes that end a pack."""
-    plain = b"".join(RECORD.pack(e.type, e.length, e.raw_length, e.id) for e in entries)
-    sealed = seal(keys, ObjectType.PACK_HEADER, NO_ID, plain)
+    return seal_header(keys, b"".join(RECORD.pack(e.type, e.length, e.raw_length, e.id)
+                                      for e in entries))
+
+
+def seal_header(keys: ArchiveKeys, records: bytes | bytearray) -> bytes:
+    """``encode_header`` from the header's plaintext: its records, concatenated."""
+    sealed = seal(keys, ObjectType.PACK_HEADER, NO_ID, bytes(records))
     return sealed + TRAILER.pack(len(sealed))
+
+
+def entries_of(records: bytes | bytearray) -> list[PackEntry]:
+    """The entries that concatenated header records describe (offsets summed from 0)."""
+    entries, offset = [], 0
+    for kind, length, raw_length, blob_id in RECORD.iter_unpack(records):
+        entries.append(PackEntry(ObjectType(kind), blob_id, offset, length, raw_length))
+        offset += length
+    return entries
 
 
 def header_length(tail: bytes, pack_size: int) -> int:

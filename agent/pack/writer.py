@@ -14,7 +14,7 @@ from pathlib import Path
 from agent.codec.envelope import ObjectType
 from agent.codec.keys import ArchiveKeys
 from agent.errors import DestinationError, DestinationFull
-from agent.pack.format import MAX_BLOBS, TARGET_SIZE, PackEntry, encode_header
+from agent.pack.format import MAX_BLOBS, RECORD, TARGET_SIZE, PackEntry, entries_of, seal_header
 
 FLUSH_AT = 1024 * 1024  # bytes of small blobs gathered before one hash update and write
 
@@ -54,19 +54,21 @@ class PackWriter:
         self._fd: int | None = fd
         self._pending = bytearray()  # small blobs not yet hashed and written
         self._hash = hashlib.sha256()
-        self._entries: list[PackEntry] = []
+        # The header's records so far, 41 bytes per blob (a PackEntry object costs ~200,
+        # and the tree pack of a backup stays open for the whole run).
+        self._records = bytearray()
         self.size = 0
 
     @property
     def full(self) -> bool:
-        return self.size >= TARGET_SIZE or len(self._entries) >= MAX_BLOBS
+        return self.size >= TARGET_SIZE or len(self._records) >= MAX_BLOBS * RECORD.size
 
     @property
     def empty(self) -> bool:
-        return not self._entries
+        return not self._records
 
     def add(self, kind: ObjectType, blob_id: bytes, sealed: bytes, raw_length: int) -> None:
-        self._entries.append(PackEntry(kind, blob_id, self.size, len(sealed), raw_length))
+        self._records += RECORD.pack(kind, len(sealed), raw_length, blob_id)
         self.size += len(sealed)
         if len(sealed) >= FLUSH_AT:
             self._flush()
@@ -78,7 +80,7 @@ class PackWriter:
 
     def finish(self) -> FinishedPack:
         """Write the header, fsync, and return the pack named by its SHA-256."""
-        trailer = encode_header(self._keys, self._entries)
+        trailer = seal_header(self._keys, self._records)
         self._pending += trailer
         try:
             self._flush()
@@ -88,9 +90,8 @@ class PackWriter:
         except DestinationError:
             self.discard()
             raise
-        return FinishedPack(
-            self._hash.hexdigest(), self._path, self.size + len(trailer), self._entries
-        )
+        return FinishedPack(self._hash.hexdigest(), self._path, self.size + len(trailer),
+                            entries_of(self._records))
 
     def discard(self) -> None:
         self._close()
