@@ -22,17 +22,16 @@ from __future__ import annotations
 
 import heapq
 import os
-import stat
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from agent.scan.listing import Entry, list_dir
+from agent.scan.listing import Entry, PackedListing, list_dir, subfolder_names
 from agent.scan.listproc import ListerProcess, can_fork
 
-Listing = list[Entry] | OSError
-ChildPicker = Callable[[str, list[Entry]], list[tuple[str, str]]]  # → (name, path) to crawl
+Listing = list[Entry] | PackedListing | OSError  # as held; ``take`` gives no PackedListing
+ChildPicker = Callable[[str, Sequence[Entry]], list[tuple[str, str]]]  # → (name, path) to crawl
 CRAWL_THREADS = 4  # lister processes (else threads); 4 beat 2 and 3 in paired cold runs here
 MAX_ENTRIES = 20_000
 HEAD_START_ENTRIES = 60_000  # the bound until the walker's first take (start-up overlaps)
@@ -47,11 +46,10 @@ _RUNNING = object()
 _early: tuple[list[str], Crawler] | None = None
 
 
-def every_subfolder(path: str, listing: list[Entry]) -> list[tuple[str, str]]:
+def every_subfolder(path: str, listing: Sequence[Entry]) -> list[tuple[str, str]]:
     """The crawl's default: every subfolder, until the walker says what it leaves out."""
     prefix = path if path.endswith(os.sep) else path + os.sep
-    return [(name, prefix + name) for name, st in listing
-            if not isinstance(st, OSError) and stat.S_ISDIR(st.st_mode)]
+    return [(name, prefix + name) for name in subfolder_names(listing)]
 
 
 def start_early(roots: list[str]) -> None:
@@ -141,11 +139,11 @@ class Crawler:
             for held in (self._pending, self._done):
                 for known in [k for k in held if k == path or k.startswith(below)]:
                     value = held.pop(known)
-                    if isinstance(value, list):
+                    if isinstance(value, list | PackedListing):
                         self._buffered -= len(value)
             self._cond.notify_all()
 
-    def take(self, path: str) -> Listing:
+    def take(self, path: str) -> list[Entry] | OSError:
         """The folder's listing: from the crawl if it got there, else read now."""
         with self._cond:
             self._limit = self._max_entries
@@ -161,6 +159,8 @@ class Crawler:
                     self._buffered -= len(state)  # type: ignore[arg-type]
                     if held_back and self._buffered < self._limit:
                         self._cond.notify_all()  # the bound no longer holds the crawl
+                if isinstance(state, PackedListing):
+                    return state.entries()  # unpacked on the walker's thread, as it needs it
                 return state  # type: ignore[return-value]
             if key is None:
                 key = self._new_root_key()  # a folder the crawl did not know

@@ -13,19 +13,21 @@ starts them before anything else, see ``agent.launch``), and only where
 
 Wire format on the two pipes (private to one run): a request is a 4-byte
 big-endian length and the folder path (``os.fsencode``); an answer is a 4-byte
-length and a pickle of ``list_dir``'s result with each ``os.stat_result`` cut
-down to ``EntryStat``'s fields as a plain tuple. A child exits when its request
-pipe closes.
+length and a pickle of either the ``OSError`` that listing the folder raised, or
+the ``parts`` of its ``PackedListing`` (names, packed lstat fields, per-entry
+errors), which the parent holds as they come, without a Python object per field.
+A child exits when its request pipe closes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import struct
 import threading
 
-from agent.scan.listing import EntryStat, list_dir
+from agent.scan.listing import PackedListing, list_dir
 
 _LENGTH = struct.Struct(">I")
 _open_in_parent: set[int] = set()  # other children's pipe ends: a child must not hold them
@@ -77,9 +79,9 @@ class ListerProcess:
                 raise OSError("the lister process was ended")
             _write_all(self._request_w, b"".join(parts))
 
-    def receive(self) -> list | OSError:
-        """The next answer: a listing as ``list_dir`` gives it (buffered: one read
-        often brings several answers)."""
+    def receive(self) -> PackedListing | list | OSError:
+        """The next answer: a folder's listing (buffered: one read often brings
+        several answers)."""
         with self._io:
             if self._closed:
                 raise OSError("the lister process was ended")
@@ -90,11 +92,13 @@ class ListerProcess:
             body = self._answers.read(length)
         if len(body) < length:
             raise EOFError("the lister process ended")
-        answer = pickle.loads(body)
-        if isinstance(answer, OSError):
-            return answer
-        make = EntryStat._make
-        return [(name, st if isinstance(st, OSError) else make(st)) for name, st in answer]
+        try:
+            answer = pickle.loads(body)
+            if isinstance(answer, OSError | list):
+                return answer
+            return PackedListing(*answer)
+        except (pickle.UnpicklingError, ValueError, TypeError) as exc:  # treated as its end
+            raise EOFError("the lister process sent a malformed answer") from exc
 
     def close(self) -> None:
         """End the child (it sees end of file) and reap it; safe from any thread."""
@@ -118,11 +122,11 @@ def _serve(requests: int, answers: int) -> None:
         (length,) = _LENGTH.unpack(head)
         path = os.fsdecode(_read_exactly(requests, length))
         listing = list_dir(path)
+        answer: object = listing
         if not isinstance(listing, OSError):
-            fields = EntryStat.fields_of
-            listing = [(name, st if isinstance(st, OSError) else fields(st))  # type: ignore[misc]
-                       for name, st in listing]
-        data = pickle.dumps(listing, protocol=pickle.HIGHEST_PROTOCOL)
+            with contextlib.suppress(struct.error):  # a field beyond 64 bits: send them whole
+                answer = PackedListing.pack(listing).parts()
+        data = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
         _write_all(answers, _LENGTH.pack(len(data)) + data)
 
 

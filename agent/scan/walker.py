@@ -24,14 +24,14 @@ from __future__ import annotations
 import fnmatch
 import os
 import stat
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.model.tree import decode_name, encode_name
 from agent.scan.crawler import Crawler, adopt_early
 from agent.scan.dircache import DirCache
-from agent.scan.listing import Entry, fingerprint
+from agent.scan.listing import Entry, entry_names, fingerprint, subfolder_names
 
 
 @dataclass
@@ -247,14 +247,13 @@ class Walker:
         self._finish_dir(task, parent)
         return False
 
-    def _crawl_children(self, path: str, raw: list[Entry]) -> list[tuple[str, str]]:
+    def _crawl_children(self, path: str, raw: Sequence[Entry]) -> list[tuple[str, str]]:
         """The subfolders of a listed folder that the walk will list too (crawled ahead)."""
-        if self._exclude_if_present and any(name in self._exclude_if_present for name, _ in raw):
+        if self._exclude_if_present and not self._exclude_if_present.isdisjoint(
+                entry_names(raw)):
             return []
         picked = []
-        for name, st in raw:
-            if isinstance(st, OSError) or not stat.S_ISDIR(st.st_mode):
-                continue
+        for name in subfolder_names(raw):
             child = _join(path, name)
             if not (self._left_out(child, name) or self._journal_clean(child, "old")):
                 picked.append((name, child))
