@@ -8,10 +8,12 @@ pending, so the listings it holds are the ones the walker needs next. It stops
 while ``max_entries`` listed entries wait unclaimed (more before the walk
 starts, while Cairn is still loading), which bounds its memory whatever the
 size of the tree; the walker lists a folder itself when it gets
-there first. Lister processes end when the crawl has run dry, when the
-bound has held it back for a second, or when the backup starts its worker
-processes for many new files (``retire_processes``): the walker is then the
-slower part, and listing on one thread keeps up without the processes' memory.
+there first. Lister processes end when the crawl has run dry, or when the
+bound has held it back for a second (the walker is then the slower part, and
+one thread keeps up without the processes' memory). When the backup starts its
+worker processes for many new files, all but one end (``retire_processes``):
+the seal workers need the cores, but folder-dense stretches of a first backup
+still outrun a crawl thread, whose every system call hands the GIL away.
 
 ``cairn backup`` starts a crawl of the named folders before it imports the rest
 of Cairn and derives the archive key (``start_early``); the walker adopts it and
@@ -41,6 +43,10 @@ RETIRE_AFTER_S = 1.0  # lister processes end once the bound has held the crawl b
 # then the slower part, and each thread's system calls hand the GIL away (ten interleaved
 # cold first backups: one thread 6.14-6.36 s and 10.1 CPU s, four 6.33-6.59 s and 10.6).
 THREADS_AFTER_RETIRING = 1
+# Lister processes kept while seal workers read many new files (four interleaved pairs of
+# cold first backups each: one process 5.78-6.03 s, two 5.75-6.06 s, four 5.51-5.74 s but
+# 28 MiB more at the peak, none (a crawl thread) 6.07-6.60 s).
+PROCESSES_WHILE_READING = 1
 
 _RUNNING = object()
 _early: tuple[list[str], Crawler] | None = None
@@ -100,6 +106,7 @@ class Crawler:
         self._pending_ever = False  # anything queued yet (before that, nothing ran dry)
         self._processes = list(processes or [])  # retired once the crawl has run dry
         self._retired = False
+        self._let_go: set[int] = set()  # indexes of processes ended while others go on
         self._forgotten: list[str] = []
         self._closed = False
         self._threads = [threading.Thread(target=self._run_process, args=(p, i),
@@ -174,11 +181,18 @@ class Crawler:
                 self._wake_if_idle()
         return listing
 
-    def retire_processes(self) -> None:
-        """List on one thread from now on: the walker is reading file contents, so it
-        is the slow part, and a thread keeps up without the processes' memory."""
+    def retire_processes(self, keep: int = 0) -> None:
+        """End all lister processes but ``keep``; with none kept, list on one thread
+        from now on. Their threads end too, once their folders in flight are listed."""
         with self._cond:
-            self._retire_processes()
+            if not keep:
+                self._retire_processes()
+                return
+            ending, self._processes = self._processes[keep:], self._processes[:keep]
+            self._let_go.update(range(keep, keep + len(ending)))
+            self._cond.notify_all()  # their threads, if waiting for work
+        for process in ending:
+            process.close()
 
     def close(self) -> None:
         """Stop the crawl; folders being listed finish first."""
@@ -207,7 +221,7 @@ class Crawler:
             with self._cond:
                 jobs = []
                 while len(in_flight) + len(jobs) < PIPELINE:
-                    job = self._next_job(wait=not in_flight and not jobs)
+                    job = self._next_job(wait=not in_flight and not jobs, thread=index)
                     if job is None:
                         break
                     jobs.append(job)
@@ -230,18 +244,23 @@ class Crawler:
                 for job in (*in_flight, (key, path)):
                     self._finish(*job, list_dir(job[1]))
                 in_flight.clear()
+                if index in self._let_go:
+                    return
                 if not self._retired or index < THREADS_AFTER_RETIRING:
                     self._run()
                 return
             self._finish(key, path, listing)
 
-    def _next_job(self, *, wait: bool) -> tuple[tuple, str] | None:
+    def _next_job(self, *, wait: bool, thread: int = -1) -> tuple[tuple, str] | None:
         """The earliest pending folder, marked as being listed (lock held); None if closed
-        (or, when not waiting, if there is none right now)."""
+        or if ``thread`` was let go with its process (or, when not waiting, if there is
+        none right now)."""
         cond = self._cond
         held_back_since = None
         while True:
             while not self._closed and (not self._heap or self._buffered >= self._limit):
+                if thread in self._let_go:
+                    return None
                 if self._processes and not self._listing_now:
                     if not self._heap and self._pending_ever:
                         self._retire_processes()  # every folder found so far is listed
@@ -252,7 +271,7 @@ class Crawler:
                 if not wait:
                     return None
                 cond.wait(RETIRE_AFTER_S if self._processes else None)
-            if self._closed:
+            if self._closed or thread in self._let_go:
                 return None
             key, path = heapq.heappop(self._heap)
             if self._pending.pop(path, None) is not None:

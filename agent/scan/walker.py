@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.model.tree import decode_name, encode_name
-from agent.scan.crawler import Crawler, adopt_early
+from agent.scan.crawler import PROCESSES_WHILE_READING, Crawler, adopt_early
 from agent.scan.dircache import DirCache
 from agent.scan.listing import Entry, entry_names, fingerprint, subfolder_names
 
@@ -137,9 +137,9 @@ class Walker:
             self._crawler.close()
 
     def retire_listers(self) -> None:
-        """End the crawl's lister processes (call from ``read_file`` once the walk is bound
-        by reading file contents: a thread keeps up with it, for less memory)."""
-        self._crawler.retire_processes()
+        """End all but one of the crawl's lister processes (call once the backup starts
+        worker processes to read many new files: they need the cores)."""
+        self._crawler.retire_processes(keep=PROCESSES_WHILE_READING)
 
     def _visit_prefix(self, path: str, name: str, sub: dict, old: _OldTree,
                       parent: DirTask) -> None:

@@ -228,9 +228,9 @@ def test_lister_processes_end_when_a_slow_walker_holds_the_crawl_back(
 
 @needs_fork
 def test_retiring_the_lister_processes_mid_walk_keeps_every_listing(tmp_path: Path) -> None:
-    """The backup retires them when it starts its worker processes: the walk is then the
-    slow part, and each crawl thread's system calls hand the GIL away, so one thread
-    lists the rest; every folder still gets its listing."""
+    """Retired all at once (the walk is the slow part), they leave one thread to list
+    the rest, since each crawl thread's system calls hand the GIL away; every folder
+    still gets its listing."""
     folders = make_tree(tmp_path, width=4, depth=4)
     processes = [ListerProcess() for _ in range(3)]
     pids = [p._pid for p in processes]
@@ -249,6 +249,33 @@ def test_retiring_the_lister_processes_mid_walk_keeps_every_listing(tmp_path: Pa
                 seen.update(walk(crawler, str(tmp_path / name)))
     finally:
         crawler.close()
+    assert_complete(seen, folders)
+
+
+@needs_fork
+def test_retiring_all_but_one_lister_process_keeps_it_listing(tmp_path: Path) -> None:
+    """When a backup starts its seal workers, one lister process goes on (outside the
+    GIL) and the others end with their threads; every folder still gets its listing."""
+    folders = make_tree(tmp_path, width=4, depth=4)
+    processes = [ListerProcess() for _ in range(3)]
+    pids = [p._pid for p in processes]
+    crawler = Crawler(every_subfolder, threads=3, max_entries=10, processes=processes)
+    crawler.seed([str(tmp_path)])
+    try:
+        seen = {str(tmp_path): crawler.take(str(tmp_path))}
+        crawler.retire_processes(keep=1)
+        for pid in pids[1:]:  # reaped at once
+            with pytest.raises(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+        assert os.waitpid(pids[0], os.WNOHANG) == (0, 0)  # still running
+        assert _alive_after(crawler, 1) == 1
+        for name, _ in seen[str(tmp_path)]:
+            if (tmp_path / name).is_dir():
+                seen.update(walk(crawler, str(tmp_path / name)))
+    finally:
+        crawler.close()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pids[0], os.WNOHANG)
     assert_complete(seen, folders)
 
 
