@@ -133,8 +133,8 @@ def prepare_new_key(passphrase: str, kdf: dict | None = None) -> None:
 def _remember(passphrase: str, salt: bytes, kdf: dict) -> bool:
     try:
         kek = _argon2id(passphrase, salt, kdf)
-    except Exception:
-        return False
+    except Exception:  # bad parameters, no Argon2 in this OpenSSL...: opening the
+        return False   # archive derives again, on the path that reports the error
     with _early_lock:
         _early[_derivation_key(passphrase, salt, kdf)] = kek
     return True
