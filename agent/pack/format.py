@@ -39,14 +39,9 @@ class PackEntry:
     raw_length: int
 
 
-def encode_header(keys: ArchiveKeys, entries: list[PackEntry]) -> bytes:
-    """Sealed header followed by its length: the bytes that end a pack."""
-    return seal_header(keys, b"".join(RECORD.pack(e.type, e.length, e.raw_length, e.id)
-                                      for e in entries))
-
-
 def seal_header(keys: ArchiveKeys, records: bytes | bytearray) -> bytes:
-    """``encode_header`` from the header's plaintext: its records, concatenated."""
+    """The bytes that end a pack: the sealed header (its records, concatenated, as
+    plaintext) followed by its length."""
     sealed = seal(keys, ObjectType.PACK_HEADER, NO_ID, bytes(records))
     return sealed + TRAILER.pack(len(sealed))
 
@@ -79,12 +74,11 @@ def decode_header(keys: ArchiveKeys, sealed: bytes, pack_size: int) -> list[Pack
         raise IntegrityError(f"Pack header is damaged or from a newer Cairn: {exc}") from exc
     if len(plain) % RECORD.size:
         raise IntegrityError("Pack header has a partial record.")
-    entries, offset = [], 0
-    for kind, length, raw_length, blob_id in RECORD.iter_unpack(plain):
+    for kind, _length, raw_length, _blob_id in RECORD.iter_unpack(plain):
         if kind not in _BLOB_TYPES or raw_length > MAX_BLOB_SIZE:
             raise IntegrityError("Pack header has an invalid record.")
-        entries.append(PackEntry(ObjectType(kind), blob_id, offset, length, raw_length))
-        offset += length
+    entries = entries_of(plain)
+    offset = entries[-1].offset + entries[-1].length if entries else 0
     if offset + len(sealed) + TRAILER.size != pack_size:
         raise IntegrityError("Pack header does not describe the pack's bytes.")
     return entries

@@ -19,8 +19,8 @@ from agent.pack.format import (
     TRAILER,
     PackEntry,
     decode_header,
-    encode_header,
     header_length,
+    seal_header,
 )
 from agent.pack.writer import FLUSH_AT, PackWriter
 from tests.agent.strategies import blob_ids, props
@@ -37,6 +37,11 @@ def layout(rows: list[tuple]) -> list[PackEntry]:
         entries.append(PackEntry(kind, blob_id, offset, length, raw))
         offset += length
     return entries
+
+
+def encode_header(keys: ArchiveKeys, entries: list[PackEntry]) -> bytes:
+    return seal_header(keys, b"".join(RECORD.pack(e.type, e.length, e.raw_length, e.id)
+                                      for e in entries))
 
 
 def split(keys: ArchiveKeys, entries: list[PackEntry]) -> tuple[bytes, int]:
