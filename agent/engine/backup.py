@@ -8,6 +8,8 @@ Threads and their jobs:
   files to the worker pool in batches (small files) or one by one (large ones);
 - worker threads each take whole large files: read, chunk, hash, skip known
   blobs, compress and encrypt the rest, and give sealed blobs to the ``PackSink``;
+  a thread left without a file seals chunks the reader of another lends it
+  (``agent.engine.lending``), so one big file still keeps every thread busy;
   batches of small files go to worker processes (``agent.engine.sealworkers``)
   once a run has many, and their sealed blobs are packed as soon as a batch
   returns (a batch whose worker died is read on the calling thread instead);
@@ -23,6 +25,7 @@ release the GIL on large buffers.
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import queue
 import socket
@@ -40,7 +43,8 @@ from agent.archive.locks import ArchiveLock
 from agent.archive.reach import count_missing
 from agent.archive.repository import Repository
 from agent.chunk.chunker import MIN_SIZE, Chunker
-from agent.codec.envelope import ObjectType, seal
+from agent.codec.envelope import OVERHEAD, ObjectType, seal
+from agent.engine.lending import LentChunks
 from agent.engine.progress import Progress
 from agent.engine.sealworkers import BatchResult, SealPool, WorkerLost
 from agent.engine.sink import PackSink
@@ -55,6 +59,7 @@ from agent.scan.xattrs import read_xattrs
 BATCH_FILES = 64
 PROCESS_THRESHOLD = 1000  # small files seen before worker processes pay for their start-up
 BATCH_BYTES = 2 * 1024 * 1024
+SEAL_BUFFER = 2 * 1024 * 1024 + OVERHEAD  # per chunk thread: most chunks seal into it
 FOLDER_QUEUE = 4096  # folders walked and waiting for their tree blob
 _DONE = object()
 
@@ -119,6 +124,9 @@ class _FileReader:
         self._cancel = options.cancel
         self.abort = threading.Event()
         self._pool = ThreadPoolExecutor(options.workers, thread_name_prefix="chunk")
+        self._workers = options.workers
+        self._thread_jobs = 0  # submitted to the pool and not finished (files, batches, help)
+        self._jobs_lock = threading.Lock()
         self._slots = threading.Semaphore(options.workers * 4)  # thread jobs queued or running
         # Process batches queued, running, or with sealed bytes not yet packed: each
         # holds up to BATCH_BYTES of blobs, so this bounds that memory.
@@ -167,9 +175,33 @@ class _FileReader:
             self._procs.submit([path for path, _ in batch.items],
                                lambda outcome: self._take_outcome(batch, outcome))
             return
+        with self._jobs_lock:
+            self._thread_jobs += 1
         batch.future = self._pool.submit(self._run, batch.items)
-        batch.future.add_done_callback(lambda _: self._slots.release())
+        batch.future.add_done_callback(self._file_job_done)
         batch.submitted.set()
+
+    def _file_job_done(self, future: Future) -> None:
+        self._slots.release()
+        self._thread_job_done(future)
+
+    def _thread_job_done(self, _: Future) -> None:
+        with self._jobs_lock:
+            self._thread_jobs -= 1
+
+    def _reserve_helper(self) -> bool:
+        """Claim a chunk thread with nothing to do (see ``agent.engine.lending``)."""
+        with self._jobs_lock:
+            if self._thread_jobs >= self._workers:
+                return False
+            self._thread_jobs += 1
+            return True
+
+    def _start_helper(self, job: Callable[[], None]) -> None:
+        self._pool.submit(job).add_done_callback(self._thread_job_done)
+
+    def _pool_crowded(self) -> bool:
+        return self._thread_jobs > self._workers
 
     def _wants_process(self, batch: _Batch) -> bool:
         """Small-file batches go to processes once a run has many small files."""
@@ -243,9 +275,18 @@ class _FileReader:
                 node["_error"] = f"{path}: {exc.strerror or exc}"
             self._progress.files_done += 1
 
+    def _seal_chunk(self, blob_id: bytes, chunk: bytes | memoryview) -> None:
+        """Seal into this thread's reused buffer (see ``seal``) and pack the blob."""
+        buffer = getattr(self._local, "sealed", None)
+        if buffer is None:  # mapped: only the pages sealed blobs reach become resident
+            buffer = self._local.sealed = memoryview(mmap.mmap(-1, SEAL_BUFFER))
+        sealed = seal(self._repo.keys, ObjectType.DATA, blob_id, chunk, into=buffer)
+        self._sink.add(ObjectType.DATA, blob_id, sealed, len(chunk))
+
     def _store_file(self, path: str, node: dict) -> None:
         keys, sink, progress = self._repo.keys, self._sink, self._progress
         ids, total = [], 0
+        lent: LentChunks | None = None
         with open_source(path) as f:
             xattrs = read_xattrs(f.fileno())
             if xattrs:
@@ -256,18 +297,26 @@ class _FileReader:
             else:  # a large file, or one that grew past a small file's size since the walk
                 f.seek(0)
                 chunks = self._chunker().chunks(f)
-            for chunk in chunks:
-                if not chunk:
-                    continue
-                if self._cancel.is_set() or self.abort.is_set():
-                    raise Interrupted("Backup cancelled.")
-                blob_id = keys.blob_id(chunk)
-                if not sink.known(blob_id):
-                    sink.add(ObjectType.DATA, blob_id, seal(keys, ObjectType.DATA, blob_id, chunk),
-                             len(chunk))
-                ids.append(blob_id.hex())
-                total += len(chunk)
-                progress.bytes_done += len(chunk)
+                lent = LentChunks(self._seal_chunk, self._reserve_helper, self._start_helper,
+                                  self._pool_crowded)
+            try:
+                for chunk in chunks:
+                    if not chunk:
+                        continue
+                    if self._cancel.is_set() or self.abort.is_set():
+                        raise Interrupted("Backup cancelled.")
+                    blob_id = keys.blob_id(chunk)
+                    if not sink.known(blob_id) and not (lent and lent.lend(blob_id, chunk)):
+                        self._seal_chunk(blob_id, chunk)
+                    ids.append(blob_id.hex())
+                    total += len(chunk)
+                    progress.bytes_done += len(chunk)
+                if lent:
+                    lent.finish()
+            except BaseException:
+                if lent:
+                    lent.abandon()
+                raise
         node["content"] = ids
         node["size"] = total
 

@@ -55,7 +55,10 @@ class PackSink:
         """True if the archive has, or this run already added, the blob."""
         return blob_id in self._added or blob_id in self._known
 
-    def add(self, kind: ObjectType, blob_id: bytes, sealed: bytes, raw_length: int) -> None:
+    def add(self, kind: ObjectType, blob_id: bytes, sealed: bytes | bytearray | memoryview,
+            raw_length: int) -> None:
+        """Pack a sealed blob (copied or written before this returns: the caller may
+        reuse its buffer)."""
         with self._lock:
             if blob_id in self._added:
                 return

@@ -192,3 +192,21 @@ def test_subkeys_are_distinct_and_deterministic() -> None:
     assert 0 <= a.chunker_seed < 2**63
     with pytest.raises(IntegrityError):
         ArchiveKeys.from_master(b"short")
+
+
+def test_sealing_into_a_buffer_writes_there_when_it_fits(keys: ArchiveKeys) -> None:
+    payload = os.urandom(3000)  # noise: stored raw, so the sealed size is known
+    blob_id = keys.blob_id(payload)
+    buffer = memoryview(bytearray(len(payload) + OVERHEAD))
+    sealed = seal(keys, ObjectType.DATA, blob_id, payload, into=buffer)
+    assert isinstance(sealed, memoryview) and sealed.obj is buffer.obj
+    assert open_blob(keys, ObjectType.DATA, blob_id, sealed, len(payload)) == payload
+
+
+def test_sealing_into_a_buffer_too_small_allocates(keys: ArchiveKeys) -> None:
+    payload = os.urandom(3000)
+    blob_id = keys.blob_id(payload)
+    buffer = memoryview(bytearray(len(payload) + OVERHEAD - 1))
+    sealed = seal(keys, ObjectType.DATA, blob_id, payload, into=buffer)
+    assert isinstance(sealed, bytearray) and not any(buffer)
+    assert open_blob(keys, ObjectType.DATA, blob_id, sealed, len(payload)) == payload

@@ -145,6 +145,34 @@ def test_pack_writer_output_reads_back_and_is_named_by_its_hash(
         assert open_blob(keys, kind, entry.id, sealed, entry.raw_length) == plain
 
 
+def _read_back(keys: ArchiveKeys, pack, blobs: list[tuple[ObjectType, bytes]]) -> None:
+    raw = pack.path.read_bytes()
+    assert pack.name == hashlib.sha256(raw).hexdigest() and pack.size == len(raw)
+    length = header_length(raw, len(raw))
+    entries = decode_header(keys, raw[len(raw) - 4 - length : -4], len(raw))
+    for (kind, plain), entry in zip(blobs, entries, strict=True):
+        sealed = raw[entry.offset : entry.offset + entry.length]
+        assert open_blob(keys, kind, entry.id, sealed, entry.raw_length) == plain
+
+
+def test_pack_writers_reusing_a_gathering_buffer_write_only_their_own_blobs(
+        keys: ArchiveKeys, tmp_path: Path) -> None:
+    """A finished pack's gathering buffer goes to the next pack still holding old bytes."""
+    first = [(ObjectType.DATA, os.urandom(FLUSH_AT // 2 + 1000)) for _ in range(3)]
+    second = [(ObjectType.DATA, os.urandom(100)), (ObjectType.TREE, os.urandom(5000))]
+    packs = []
+    for blobs in (first, second):
+        writer = PackWriter(keys, tmp_path)
+        for kind, plain in blobs:
+            blob_id = keys.blob_id(plain)
+            into = memoryview(bytearray(FLUSH_AT))  # sealed into a reused buffer, as backups do
+            writer.add(kind, blob_id, seal(keys, kind, blob_id, plain, into=into), len(plain))
+        packs.append(writer.finish())
+    _read_back(keys, packs[0], first)
+    _read_back(keys, packs[1], second)
+    assert packs[1].size < 6000  # nothing of the first pack's blobs came along
+
+
 def test_pack_writer_discard_leaves_nothing(keys: ArchiveKeys, tmp_path: Path) -> None:
     writer = PackWriter(keys, tmp_path)
     writer.add(ObjectType.DATA, bytes(32), b"x" * 100, 100)
