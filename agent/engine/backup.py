@@ -59,7 +59,7 @@ from agent.scan.xattrs import read_xattrs
 BATCH_FILES = 64
 PROCESS_THRESHOLD = 1000  # small files seen before worker processes pay for their start-up
 BATCH_BYTES = 2 * 1024 * 1024
-SEAL_BUFFER = 2 * 1024 * 1024 + OVERHEAD  # per chunk thread: most chunks seal into it
+SEAL_BUFFER = 1024 * 1024 + OVERHEAD  # per chunk thread: compressed chunks seal into it
 FOLDER_QUEUE = 4096  # folders walked and waiting for their tree blob
 _DONE = object()
 
@@ -126,6 +126,7 @@ class _FileReader:
         self._pool = ThreadPoolExecutor(options.workers, thread_name_prefix="chunk")
         self._workers = options.workers
         self._thread_jobs = 0  # submitted to the pool and not finished (files, batches, help)
+        self._process_batches = 0  # given to worker processes and not yet taken back
         self._jobs_lock = threading.Lock()
         self._slots = threading.Semaphore(options.workers * 4)  # thread jobs queued or running
         # Process batches queued, running, or with sealed bytes not yet packed: each
@@ -166,6 +167,8 @@ class _FileReader:
             if self._cancel.is_set() or self.abort.is_set():
                 raise Interrupted("Backup cancelled.")
         if to_process:
+            with self._jobs_lock:
+                self._process_batches += 1
             if self._procs is None:
                 self.on_processes_start()
                 self._procs = SealPool(self._repo.keys, self._sink.known_at_start.raw,
@@ -190,9 +193,11 @@ class _FileReader:
             self._thread_jobs -= 1
 
     def _reserve_helper(self) -> bool:
-        """Claim a chunk thread with nothing to do (see ``agent.engine.lending``)."""
+        """Claim a chunk thread with nothing to do (see ``agent.engine.lending``), unless
+        worker processes are sealing small files: they have the cores then, and a lent
+        chunk would only add its copy to memory."""
         with self._jobs_lock:
-            if self._thread_jobs >= self._workers:
+            if self._thread_jobs >= self._workers or self._process_batches:
                 return False
             self._thread_jobs += 1
             return True
@@ -228,6 +233,8 @@ class _FileReader:
             batch.error = exc
         finally:
             cast(threading.Event, batch.applied).set()
+            with self._jobs_lock:
+                self._process_batches -= 1
             self._proc_slots.release()
 
     def _apply(self, batch: _Batch, result: BatchResult) -> None:

@@ -17,7 +17,7 @@ from agent.codec.keys import ArchiveKeys
 from agent.errors import DestinationError, DestinationFull
 from agent.pack.format import MAX_BLOBS, RECORD, TARGET_SIZE, PackEntry, entries_of, seal_header
 
-FLUSH_AT = 1024 * 1024  # bytes of small blobs gathered before one hash update and write
+FLUSH_AT = 512 * 1024  # bytes of small blobs gathered before one hash update and write
 SPARE_BUFFERS = 1  # gathering buffers kept for the next packs (see ``_Spares``)
 
 
