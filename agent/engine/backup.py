@@ -167,14 +167,14 @@ class _FileReader:
             if self._cancel.is_set() or self.abort.is_set():
                 raise Interrupted("Backup cancelled.")
         if to_process:
-            with self._jobs_lock:
-                self._process_batches += 1
             if self._procs is None:
                 self.on_processes_start()
                 self._procs = SealPool(self._repo.keys, self._sink.known_at_start.raw,
                                        self._processes)
             batch.applied = threading.Event()
             batch.submitted.set()
+            with self._jobs_lock:
+                self._process_batches += 1  # taken back in ``_take_outcome``, however it ends
             self._procs.submit([path for path, _ in batch.items],
                                lambda outcome: self._take_outcome(batch, outcome))
             return
@@ -203,7 +203,13 @@ class _FileReader:
             return True
 
     def _start_helper(self, job: Callable[[], None]) -> None:
-        self._pool.submit(job).add_done_callback(self._thread_job_done)
+        try:
+            future = self._pool.submit(job)
+        except RuntimeError:  # the pool is shutting down: the reservation lapses
+            with self._jobs_lock:
+                self._thread_jobs -= 1
+            raise
+        future.add_done_callback(self._thread_job_done)  # also when cancelled unstarted
 
     def _pool_crowded(self) -> bool:
         return self._thread_jobs > self._workers

@@ -11,6 +11,10 @@ counts as done, its reader seals whatever still waits and waits for the
 helper's chunk, so all of a file's blobs are in the sink when its node is
 built, exactly as without lending. Once other work waits for a thread (the
 next large file), the reader stops lending and the helper ends.
+
+The reader waits only for a chunk the helper is sealing, never for a helper
+to start: a chunk no helper took is sealed by the reader itself, so a helper
+job that never runs (its pool shut down on cancel) cannot hold a file up.
 """
 
 from __future__ import annotations
@@ -25,8 +29,8 @@ Seal = Callable[[bytes, bytes], None]  # (blob ID, chunk) → sealed and given t
 class LentChunks:
     """The chunks of one file that its reader lends to a helper thread."""
 
-    __slots__ = ("_cond", "_crowded", "_error", "_helping", "_reserve", "_seal", "_start",
-                 "_waiting")
+    __slots__ = ("_busy", "_cond", "_crowded", "_error", "_helping", "_reserve", "_seal",
+                 "_start", "_waiting")
 
     def __init__(self, seal: Seal, reserve: Callable[[], bool],
                  start: Callable[[Callable[[], None]], None],
@@ -37,7 +41,8 @@ class LentChunks:
         self._crowded = crowded
         self._cond = threading.Condition()
         self._waiting: deque[tuple[bytes, bytes]] = deque()
-        self._helping = False
+        self._helping = False  # a helper job was started and has not ended
+        self._busy = False  # the helper is sealing a chunk
         self._error: BaseException | None = None
 
     def lend(self, blob_id: bytes, chunk: memoryview) -> bool:
@@ -55,7 +60,12 @@ class LentChunks:
                 return False  # let the helper end and its thread take the waiting job
             self._waiting.append((blob_id, bytes(chunk)))
         if start:
-            self._start(self._help)
+            try:
+                self._start(self._help)
+            except BaseException:
+                with self._cond:
+                    self._helping = False  # the waiting chunk is sealed by ``finish``
+                raise
         return True
 
     def finish(self) -> None:
@@ -64,7 +74,7 @@ class LentChunks:
             with self._cond:
                 if self._waiting:
                     blob_id, chunk = self._waiting.popleft()
-                elif self._helping:
+                elif self._busy:
                     self._cond.wait()
                     continue
                 else:
@@ -80,11 +90,13 @@ class LentChunks:
     def _help(self) -> None:
         while True:
             with self._cond:
+                self._busy = False
+                self._cond.notify_all()
                 if not self._waiting or self._error is not None:
                     self._helping = False
-                    self._cond.notify_all()
                     return
                 blob_id, chunk = self._waiting.popleft()
+                self._busy = True
             try:
                 self._seal(blob_id, chunk)
             except BaseException as exc:  # handed to the reader, which raises it

@@ -137,3 +137,29 @@ def test_abandon_drops_waiting_chunks() -> None:
     gate.set()
     lent.finish()
     assert sealed == [bytes(32)]
+
+
+def test_a_helper_that_never_starts_holds_nothing_up() -> None:
+    """A helper job cancelled before it ran (the pool shut down): the reader seals it all."""
+    sealed: list[bytes] = []
+    lent = LentChunks(lambda i, c: sealed.append(i), lambda: True, lambda job: None,
+                      lambda: False)
+    assert lent.lend(bytes(32), memoryview(b"x"))
+    assert not lent.lend(bytes([1]) * 32, memoryview(b"y"))  # one waits already
+    done = threading.Event()
+    threading.Thread(target=lambda: (lent.finish(), done.set()), daemon=True).start()
+    assert done.wait(5)
+    assert sealed == [bytes(32)]
+
+
+def test_a_helper_that_cannot_be_started_leaves_its_chunk_to_the_reader() -> None:
+    sealed: list[bytes] = []
+
+    def refuse(job) -> None:
+        raise RuntimeError("cannot schedule new futures after shutdown")
+
+    lent = LentChunks(lambda i, c: sealed.append(i), lambda: True, refuse, lambda: False)
+    with pytest.raises(RuntimeError):
+        lent.lend(bytes(32), memoryview(b"x"))
+    lent.finish()
+    assert sealed == [bytes(32)]
