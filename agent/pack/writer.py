@@ -1,4 +1,5 @@
-"""Writes one pack at a time into a staging folder, hashing as it goes (per MiB, not per blob)."""
+"""Writes one pack at a time into a staging folder, hashing as it goes (per ``FLUSH_AT``
+bytes, not per blob)."""
 
 from __future__ import annotations
 
@@ -24,9 +25,9 @@ SPARE_BUFFERS = 1  # gathering buffers kept for the next packs (see ``_Spares``)
 class _Spares:
     """Gathering buffers handed from finished packs to new ones.
 
-    A backup writes a pack every 16 MiB; a fresh MiB buffer for each would
-    fault its pages in again (as would one grown by appending), and a page
-    fault costs a VM about as much as encrypting the page.
+    A backup writes a pack every 16 MiB; a fresh buffer for each would fault
+    its pages in again (as would one grown by appending), and a page fault
+    costs a VM about as much as encrypting the page.
     """
 
     def __init__(self) -> None:
@@ -141,8 +142,9 @@ class PackWriter:
             self._gathered = 0
 
     def _write(self, data: bytes | bytearray | memoryview) -> None:
-        """Hash and write ``data``: one call each per MiB or so, not per blob (each call
-        releases the GIL, and the backup's packing thread must win it back)."""
+        """Hash and write ``data``: one call each per ``FLUSH_AT`` bytes or so, not per
+        blob (each call releases the GIL, and the backup's packing thread must win it
+        back)."""
         self._hash.update(data)
         view = memoryview(data)
         with _staging_io(self._path.parent):
