@@ -1,0 +1,5 @@
+"""``python -m ui``: the tray app."""
+
+from ui.app import main
+
+raise SystemExit(main())
