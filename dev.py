@@ -35,6 +35,7 @@ TEST_DEB_PACKAGES = [
     "libxkbcommon0",
     "libxkbcommon-x11-0",
     "libfontconfig1",
+    "libglib2.0-0",  # QtGui links it (the tray app's tests, offscreen)
     "libdbus-1-3",
     "libxcb-icccm4",
     "libxcb-keysyms1",
