@@ -6,6 +6,7 @@ the restore runs in the service as a task whose progress the dialog polls.
 
 from __future__ import annotations
 
+from collections import deque
 from datetime import datetime
 from pathlib import Path
 
@@ -209,9 +210,9 @@ class RestoreDialog(QDialog):
     def includes(self) -> list[str]:
         """The ticked paths; a ticked folder stands for everything in it."""
         out: list[str] = []
-        pending = [self.tree.topLevelItem(i) for i in range(self.tree.topLevelItemCount())]
+        pending = deque(self.tree.topLevelItem(i) for i in range(self.tree.topLevelItemCount()))
         while pending:
-            item = pending.pop(0)
+            item = pending.popleft()
             if not item.data(0, PATH_ROLE):
                 continue
             if item.checkState(0) == Qt.CheckState.Checked:
