@@ -7,6 +7,10 @@ threads, and the walk adopts it (``agent.scan.crawler``). Only ``os``, ``sys``
 and the crawler are imported first; everything else is ``agent.cli``'s. For a
 local ``--dest`` with the passphrase in ``CAIRN_PASSPHRASE``, the archive key is
 derived next, while the process is still small (``agent.archive.unlock_early``).
+For a first backup into that folder (it holds no snapshot yet), the small-file
+worker processes start then too (``agent.engine.sealworkers.start_early``): a
+first backup is mostly new files, and the workers' start-up then overlaps the
+rest of Cairn's.
 """
 
 from __future__ import annotations
@@ -52,6 +56,15 @@ def backup_dest(argv: list[str]) -> str | None:
     return dest or None
 
 
+def first_backup(dest: str) -> bool:
+    """True if the local archive folder ``dest`` holds no snapshot yet (or is not there)."""
+    try:
+        with os.scandir(os.path.join(dest, "snapshots")) as entries:
+            return next(entries, None) is None
+    except OSError:
+        return True
+
+
 def main() -> int:
     from agent.allocator import fix_mmap_threshold, limit_arenas
 
@@ -71,6 +84,10 @@ def main() -> int:
         from agent.archive.unlock_early import unlock_early
 
         unlock_early(dest, passphrase)
+    if folders and dest and first_backup(dest):
+        from agent.engine.sealworkers import start_early as start_workers
+
+        start_workers(os.cpu_count() or 1)
     from agent.cli import main as cli_main
 
     return cli_main()

@@ -11,8 +11,10 @@ Threads and their jobs:
   a thread left without a file seals chunks the reader of another lends it
   (``agent.engine.lending``), so one big file still keeps every thread busy;
   batches of small files go to worker processes (``agent.engine.sealworkers``)
-  once a run has many, and their sealed blobs are packed as soon as a batch
-  returns (a batch whose worker died is read on the calling thread instead);
+  once a run has many (from the first batch when ``cairn backup`` started the
+  workers early, for a first backup), and their sealed blobs are packed as soon
+  as a batch returns (a batch whose worker died is read on the calling thread
+  instead);
 - uploader threads (inside the sink) store full packs and checkpoint the index;
 - the calling thread builds tree blobs in post-order as their files complete,
   then writes the final index and the snapshot.
@@ -44,6 +46,7 @@ from agent.archive.reach import count_missing
 from agent.archive.repository import Repository
 from agent.chunk.chunker import MIN_SIZE, Chunker
 from agent.codec.envelope import OVERHEAD, ObjectType, seal
+from agent.engine import sealworkers
 from agent.engine.lending import LentChunks
 from agent.engine.progress import Progress
 from agent.engine.sealworkers import BatchResult, SealPool, WorkerLost
@@ -215,10 +218,12 @@ class _FileReader:
         return self._thread_jobs > self._workers
 
     def _wants_process(self, batch: _Batch) -> bool:
-        """Small-file batches go to processes once a run has many small files."""
+        """Small-file batches go to processes once a run has many small files, or from
+        the first batch when workers were started early (``sealworkers.start_early``)."""
         small = all(node["size"] < MIN_SIZE for _, node in batch.items)
         return small and self._processes > 0 and (
-            self._procs is not None or self._small_files >= PROCESS_THRESHOLD)
+            self._procs is not None or self._small_files >= PROCESS_THRESHOLD
+            or sealworkers.started_early())
 
     def _take_outcome(self, batch: _Batch, outcome: BatchResult | BaseException) -> None:
         """As soon as a process batch is done, pack its blobs and fill in its file nodes.

@@ -34,6 +34,7 @@ takes no more work.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import pickle
@@ -91,19 +92,58 @@ def _receive(stream: BinaryIO) -> object:
     return pickle.loads(body)
 
 
+_started_early: list[subprocess.Popen] = []
+
+
+def _start_process() -> subprocess.Popen:
+    return subprocess.Popen(  # -P: never import from the current folder
+        [sys.executable, "-P", "-m", "agent.engine.sealworkers"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=64 * 1024,
+        env=worker_environment(),
+    )
+
+
+def start_early(count: int) -> None:
+    """Start ``count`` workers now, for the next ``SealPool`` to adopt.
+
+    ``cairn backup`` calls this at start-up for a first backup into an archive
+    (``agent.launch``): the workers' interpreters start and import while the
+    process derives its key and the crawl waits on the disk, so the run's
+    small files go to ready workers from its first batch. Workers no pool
+    adopted are ended when the process exits.
+    """
+    if not _started_early:
+        atexit.register(_end_unadopted)
+    _started_early.extend(_start_process() for _ in range(count))
+
+
+def started_early() -> bool:
+    """True while workers started by ``start_early`` wait for a pool."""
+    return bool(_started_early)
+
+
+def _end_unadopted() -> None:
+    while _started_early:
+        proc = _started_early.pop()
+        proc.kill()
+        proc.wait()
+        for stream in (proc.stdin, proc.stdout):
+            with contextlib.suppress(OSError):
+                stream.close()  # type: ignore[union-attr]
+
+
 class SealWorker:
     """One worker process; batches are answered in order on a reader thread."""
 
-    def __init__(self, keys: ArchiveKeys, known_raw: bytes) -> None:
-        self._proc = subprocess.Popen(  # -P: never import from the current folder
-            [sys.executable, "-P", "-m", "agent.engine.sealworkers"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=64 * 1024,
-            env=worker_environment(),
-        )
+    def __init__(self, keys: ArchiveKeys, known_raw: bytes,
+                 proc: subprocess.Popen | None = None) -> None:
+        """Start a worker, or adopt ``proc`` (one from ``start_early``)."""
+        self._proc = proc or _start_process()
         self._lock = threading.Lock()
         self._waiting: deque[Callback] = deque()
         self.alive = True
-        _send(self._proc.stdin, (keys.master, known_raw))  # type: ignore[arg-type]
+        with contextlib.suppress(OSError):  # an adopted worker that died: its reader sees
+            _send(self._proc.stdin, (keys.master, known_raw))  # EOF and fails its batches
         self._reader = threading.Thread(target=self._read_answers, name="seal-answers",
                                         daemon=True)
         self._reader.start()
@@ -169,10 +209,13 @@ class SealWorker:
 
 
 class SealPool:
-    """Worker processes started on demand; each batch goes to the least busy one."""
+    """Worker processes started on demand (or adopted from ``start_early``); each
+    batch goes to the least busy one."""
 
     def __init__(self, keys: ArchiveKeys, known_raw: bytes, processes: int) -> None:
-        self.workers = [SealWorker(keys, known_raw) for _ in range(processes)]
+        adopted = [_started_early.pop() for _ in range(min(processes, len(_started_early)))]
+        self.workers = [SealWorker(keys, known_raw, proc) for proc in adopted]
+        self.workers += [SealWorker(keys, known_raw) for _ in range(processes - len(adopted))]
 
     def submit(self, paths: list[str], done: Callback) -> None:
         alive = [w for w in self.workers if w.alive]

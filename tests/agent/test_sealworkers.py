@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -251,3 +252,63 @@ def test_files_that_grow_after_the_walk_are_read_whole_by_streaming(
         assert run_check(repo, read_data=True).ok
     finally:
         repo.close()
+
+
+@pytest.fixture
+def no_early_workers() -> Iterator[None]:
+    assert not sealworkers.started_early()
+    yield
+    sealworkers._end_unadopted()
+
+
+def test_a_backup_hands_small_files_to_workers_started_early_from_its_first_batch(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, no_early_workers: None) -> None:
+    """Far fewer small files than ``PROCESS_THRESHOLD``: without early workers the run
+    would stay on threads; with them, the pool adopts those very processes."""
+    tree = {"d": {f"f{i:02d}": File(random_bytes(200 + i, i)) for i in range(40)}}
+    src = build(tmp_path / "src", tree)
+    sealworkers.start_early(2)
+    early = {proc.pid for proc in sealworkers._started_early}
+    used: set[int] = set()
+    real_submit = SealWorker.submit
+
+    def submit(self: SealWorker, paths: list[str], done: object) -> None:
+        used.add(self.pid)
+        real_submit(self, paths, done)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sealworkers.SealWorker, "submit", submit)
+    repo = Repository.create(LocalDestination(tmp_path / "archive"), "pw", tmp_path / "cache")
+    try:
+        result = run_backup(repo, BackupOptions(paths=(src,), workers=2, processes=2))
+        assert used and used <= early
+        assert not sealworkers.started_early()  # adopted, not left waiting
+        assert result.errors == [] and result.counts.files_new == 40
+        run_restore(repo, result.snapshot, RestoreOptions(target=tmp_path / "out", workers=2))
+        assert manifest(restored(tmp_path / "out", src)) == manifest(src)
+    finally:
+        repo.close()
+
+
+def test_an_early_worker_that_died_before_adoption_costs_nothing_but_its_help(
+        keys: ArchiveKeys, tmp_path: Path, no_early_workers: None) -> None:
+    (tmp_path / "a").write_bytes(b"data")
+    sealworkers.start_early(1)
+    (proc,) = sealworkers._started_early
+    proc.kill()
+    proc.wait()  # its pipe is closed: handing it the keys fails
+    pool = SealPool(keys, b"", 1)
+    answers = Answers()
+    pool.submit([str(tmp_path / "a")], answers)
+    assert isinstance(answers.wait(1)[0], WorkerLost)  # the caller reads the batch itself
+    pool.close()
+
+
+def test_early_workers_no_pool_adopted_end_with_the_process(tmp_path: Path) -> None:
+    script = ("from agent.engine import sealworkers\n"
+              "sealworkers.start_early(2)\n"
+              "print(*[p.pid for p in sealworkers._started_early], flush=True)\n")
+    done = subprocess.run([sys.executable, "-P", "-c", script], capture_output=True, text=True,
+                          timeout=60, cwd=Path(__file__).parents[2], check=True)
+    pids = [int(pid) for pid in done.stdout.split()]
+    assert len(pids) == 2
+    assert not [pid for pid in pids if Path(f"/proc/{pid}").exists()]  # killed and reaped

@@ -132,3 +132,12 @@ def test_launch_finds_the_destination_of_a_backup_command_line() -> None:
     assert launch.backup_dest(["backup", "--", "--dest", "/x"]) is None
     assert launch.backup_dest(["restore", "latest", "--dest", "/mnt/usb"]) is None
     assert launch.backup_dest([]) is None
+
+
+def test_a_first_backup_is_one_into_a_folder_without_snapshots(tmp_path: Path) -> None:
+    assert launch.first_backup(str(tmp_path / "not-yet"))
+    assert launch.first_backup(str(tmp_path))  # empty: a new archive
+    (tmp_path / "snapshots").mkdir()
+    assert launch.first_backup(str(tmp_path))
+    (tmp_path / "snapshots" / ("ab" * 32)).write_bytes(b"sealed")
+    assert not launch.first_backup(str(tmp_path))
