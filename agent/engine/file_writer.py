@@ -17,7 +17,9 @@ other file still restores.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import threading
 from collections import defaultdict
 from collections.abc import Callable
@@ -30,6 +32,7 @@ from agent.engine.progress import Progress
 from agent.errors import CairnError, Interrupted
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # opening a FIFO planted meanwhile fails, not waits
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW | getattr(os, "O_BINARY", 0)
 _WRITE_FLAGS = os.O_WRONLY | _NOFOLLOW | getattr(os, "O_BINARY", 0)
 SPARSE_BLOCK = 16 * 1024
@@ -185,23 +188,31 @@ def _end(loc: BlobLocation) -> int:
 def _create(path: str, size: int) -> int:
     """Create (or truncate) a regular file at ``path``, sized; never through a symlink.
 
-    A symlink already at ``path`` is replaced: ``O_NOFOLLOW`` makes the open fail
-    on it, where the platform has it; elsewhere it is looked for first."""
-    if not _NOFOLLOW and os.path.islink(path):
-        os.unlink(path)
-    try:
-        fd = os.open(path, _CREATE_FLAGS, 0o600)
-    except OSError:
-        if not os.path.islink(path):
-            raise
-        os.unlink(path)
-        fd = os.open(path, _CREATE_FLAGS, 0o600)
+    Anything else already at ``path`` but a folder (a symlink, FIFO, socket or
+    device) is replaced, never opened: a FIFO would block the restore until a
+    reader came, and a device would swallow the data. ``O_NONBLOCK`` and the check
+    after opening cover one swapped in meanwhile; a folder in the way is an error.
+    """
+    with contextlib.suppress(FileNotFoundError):
+        mode = os.lstat(path).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            os.unlink(path)
+    fd = _open_regular(path, _CREATE_FLAGS)
     if size:
         try:
             os.ftruncate(fd, size)
         except OSError:
             os.close(fd)
             raise
+    return fd
+
+
+def _open_regular(path: str, flags: int) -> int:
+    """Open ``path`` with ``flags``, failing (never blocking) unless it is a regular file."""
+    fd = os.open(path, flags | _NONBLOCK, 0o600)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "something other than a file is in the way", path)
     return fd
 
 
@@ -221,7 +232,7 @@ def _write_file(entry: _File, plain: bytes, offset: int) -> None:
         fd = _create(entry.path, size if sparse else 0)
         entry.created = True
     else:
-        fd = os.open(entry.path, _WRITE_FLAGS)
+        fd = _open_regular(entry.path, _WRITE_FLAGS)
     try:
         if sparse:
             _pwrite_sparse(fd, plain, offset)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import re
+import socket
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from agent.engine import file_writer
 from tests.agent.cairn_cli import Cairn
+from tests.agent.deadline import call_with_deadline
 from tests.agent.strategies import random_bytes
 from tests.agent.treespec import (
     Dir,
@@ -205,6 +209,37 @@ def test_restore_over_planted_symlinks_replaces_them_and_writes_nothing_through_
     assert manifest(copy) == backed_up.before
     assert victim_file.read_bytes() == b"must stay"
     assert list(victim_dir.iterdir()) == []
+
+
+def test_restore_over_planted_fifos_and_sockets_replaces_them_and_never_blocks(
+        backed_up: BackedUp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Opening a FIFO to write waits for a reader: a restore must not hang on one that
+    someone left where a backed-up file goes, nor write into a socket or device."""
+    out = tmp_path / "out"
+    copy = restored(out, backed_up.src)
+    copy.mkdir(parents=True)
+    os.mkfifo(copy / "hello.txt")  # a one-blob file
+    os.mkfifo(copy / "big.bin")  # a many-blob file
+    os.mkfifo(copy / "empty.txt")
+    with monkeypatch.context() as here, socket.socket(socket.AF_UNIX) as listener:
+        here.chdir(copy)  # the full path is too long for a socket's address
+        listener.bind("secret.key")
+
+    doc = backed_up.cairn.restore("latest", out, timeout=30)
+
+    assert doc["errors"] == []
+    assert manifest(copy) == backed_up.before
+
+
+def test_a_fifo_swapped_in_after_the_check_fails_to_open_instead_of_blocking(
+        tmp_path: Path) -> None:
+    fifo = tmp_path / "swapped"
+    os.mkfifo(fifo)
+    for flags in (file_writer._CREATE_FLAGS, file_writer._WRITE_FLAGS):
+        finished, outcome = call_with_deadline(
+            lambda flags=flags: file_writer._open_regular(str(fifo), flags), 10)
+        assert finished and isinstance(outcome, OSError)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)  # reported, not replaced
 
 
 def test_a_file_where_a_folder_belongs_is_reported_and_the_rest_restores(
