@@ -11,7 +11,9 @@ are created and sized before the workers start. A file is finished (metadata
 applied) when its last blob lands; a file with a damaged or missing blob is
 reported and not left behind (removed if this restore created it; a file that
 could not be created, e.g. a folder in the way, is left as it was), and every
-other file still restores.
+other file still restores. A restore cancelled (or failed) midway keeps the
+files it finished and removes the ones it had created but not finished, so no
+full-size file with holes of zeros is left looking restored.
 """
 
 from __future__ import annotations
@@ -56,6 +58,10 @@ class _File:
         self.created = False  # only a file this restore created is removed when it fails
 
 
+class _Stopped(Exception):
+    """A pack left unfinished because another pack's restore failed."""
+
+
 # Where one blob goes: the files (and offsets in them) that use it.
 _Uses = list[tuple[_File, int]]
 
@@ -69,6 +75,8 @@ class PackOrderedWriter:
         self._on_done = on_done
         self._files: list[_File] = []
         self._lock = threading.Lock()
+        self._stop = threading.Event()  # a pack failed (or the run stops): start no more
+        self._error: BaseException | None = None  # the first pack's failure
 
     def add(self, path: str, node: dict) -> None:
         """Plan a file; an empty one is created at once."""
@@ -88,11 +96,23 @@ class PackOrderedWriter:
                 self._finish(entry)  # none of its blobs is in the index
             elif not entry.whole and entry.error is None:
                 _create_planned(entry)
+        sized = [entry for entry in files if entry.created and not entry.whole]
         del files
-        with ThreadPoolExecutor(self._workers, thread_name_prefix="restore") as pool:
+        pool = ThreadPoolExecutor(self._workers, thread_name_prefix="restore")
+        try:
             for future in [pool.submit(self._restore_pack, name, packs.pop(name))
                            for name in sorted(packs)]:
                 future.result()
+        except BaseException as exc:  # cancelled, interrupted or failed: stop, and leave
+            self._stop.set()          # no file half written
+            pool.shutdown(cancel_futures=True)
+            for entry in sized:
+                if entry.remaining:
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
+            raise self._error or exc  # noqa: B904 - the first failure, not a pack it stopped
+        finally:
+            pool.shutdown()
 
     def _plan(self, files: list[_File]) -> dict[str, dict[bytes, tuple[BlobLocation, _Uses]]]:
         """Group every blob use by pack: pack → blob ID → (location, uses)."""
@@ -115,11 +135,27 @@ class PackOrderedWriter:
         return packs
 
     def _restore_pack(self, pack: str, blobs: dict[bytes, tuple[BlobLocation, _Uses]]) -> None:
+        """Restore a pack's blobs, span by span; stop between spans when cancelled, or
+        when another pack failed."""
+        try:
+            self._check_stop()
+            for start, data, group in self._spans(pack, blobs):
+                for blob_id, (loc, uses) in group:
+                    self._write_blob(blob_id, loc, uses, data, start)
+                self._check_stop()
+        except _Stopped:
+            raise
+        except BaseException as exc:
+            with self._lock:
+                self._error = self._error or exc
+            self._stop.set()
+            raise
+
+    def _check_stop(self) -> None:
         if self._cancel.is_set():
             raise Interrupted("Restore cancelled.")
-        for start, data, group in self._spans(pack, blobs):
-            for blob_id, (loc, uses) in group:
-                self._write_blob(blob_id, loc, uses, data, start)
+        if self._stop.is_set():
+            raise _Stopped
 
     def _spans(self, pack: str, blobs: dict[bytes, tuple[BlobLocation, _Uses]]):
         """Read the pack in few requests (gaps under MAX_SPAN_GAP merged), each at most
