@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialog, QLineEdit, QTreeWidgetItem
 from pytestqt.qtbot import QtBot
 
-from tests.ui.conftest import WAIT_MS, Service
+from tests.service.helpers import Agent
+from tests.ui.conftest import WAIT_MS, Service, running_app
 from ui.app import TrayApp
 from ui.restore_dialog import PATH_ROLE, RestoreDialog, default_target
 from ui.settings_dialog import PathList
@@ -72,6 +76,49 @@ def test_a_ticked_folder_restores_everything_in_it(tray_app: TrayApp, qtbot: QtB
     assert str(service.src / "d000") not in dialog.includes()
     assert str(service.src / "d000" / "f001.txt") in dialog.includes()
     dialog.reject()
+
+
+@pytest.fixture(scope="module")
+def big_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """A service whose one set holds a 96 MiB file of random bytes: a restore of it
+    lasts long enough to be cancelled."""
+    base = tmp_path_factory.mktemp("tray-big")
+    src = base / "src"
+    src.mkdir()
+    (src / "big.bin").write_bytes(os.urandom(96 * 1024 * 1024))
+    agent = Agent(base / "home")
+    agent.add_set("big", src, dest=base / "archive", every="1h")
+    agent.start()
+    try:
+        agent.wait_run("big", 0)
+        yield Service(agent, src, base / "archive")
+    finally:
+        agent.stop()
+
+
+def test_cancel_a_restore(qtbot: QtBot, big_service: Service, tmp_path: Path) -> None:
+    wanted = big_service.src / "big.bin"
+    with running_app(qtbot, big_service.agent.home) as app:
+        qtbot.waitUntil(lambda: app.controller.running, timeout=WAIT_MS)
+        app.show_restore()
+        dialog = app.restore
+        assert dialog is not None
+        qtbot.waitUntil(lambda: _item(dialog, wanted) is not None, timeout=WAIT_MS)
+        item = _item(dialog, wanted)
+        assert item is not None
+        item.setCheckState(0, Qt.CheckState.Checked)
+        target = tmp_path / "restored"
+        dialog.target.setText(str(target))
+        dialog.start_button.click()
+        qtbot.waitUntil(lambda: dialog.cancel_button.text() == "Cancel restore", timeout=WAIT_MS)
+        dialog.cancel_button.click()
+        qtbot.waitUntil(lambda: dialog.cancel_button.text() == "Close", timeout=WAIT_MS)
+        assert dialog.message.text() == ("The restore was cancelled; files already restored "
+                                         "were kept.")
+        assert not dialog.open_button.isVisibleTo(dialog)
+        assert not (target / wanted.relative_to("/")).exists()  # nothing half written
+        dialog.cancel_button.click()  # now it closes
+        assert not dialog.isVisible()
 
 
 def test_default_target_is_a_new_folder(tmp_path: Path) -> None:
