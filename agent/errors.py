@@ -132,6 +132,10 @@ class SnapshotNotFound(CairnError):
     exit_code = 9
 
 
+class PathNotInSnapshot(SnapshotNotFound):
+    """A path asked for (``--include``, ``ls PATH``) that the snapshot does not hold."""
+
+
 class Interrupted(CairnError):
     exit_code = 130
 

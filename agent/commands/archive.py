@@ -12,7 +12,7 @@ from agent.engine.backup import BackupOptions, run_backup
 from agent.engine.check import run_check
 from agent.engine.progress import Progress
 from agent.engine.restore import RestoreOptions, run_restore
-from agent.errors import EXIT_PARTIAL, IntegrityError, UsageError
+from agent.errors import EXIT_PARTIAL, IntegrityError, PathNotInSnapshot, UsageError
 from agent.model.tree import decode_name
 from agent.term_progress import shown
 
@@ -152,6 +152,10 @@ def cmd_ls(args: argparse.Namespace, ctx: Context) -> int:
                                     "mtime_ns": node.get("mtime_ns")})
     finally:
         repo.close()
+    wanted = _normal(args.path) if args.path is not None else "/"
+    if wanted != "/" and not any(e["path"] == wanted for e in entries):
+        raise PathNotInSnapshot(f"{wanted} is not in snapshot {snap.id[:8]}; "
+                                f"`cairn ls {snap.id[:8]}` lists what it holds.")
     entries.sort(key=lambda e: e["path"])
     if args.json:
         print_json(entries)
@@ -162,8 +166,13 @@ def cmd_ls(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def _normal(wanted: str) -> str:
+    """An ``ls`` PATH as the listing spells paths: from the root, ``/``-separated."""
+    return "/" + wanted.replace("\\", "/").strip("/")
+
+
 def _below(path: str, wanted: str) -> bool:
-    wanted = "/" + wanted.replace("\\", "/").strip("/")
+    wanted = _normal(wanted)
     return path == wanted or path.startswith(wanted.rstrip("/") + "/")
 
 

@@ -24,7 +24,7 @@ from agent.archive.locks import ArchiveLock
 from agent.archive.repository import Repository
 from agent.engine.file_writer import PackOrderedWriter
 from agent.engine.progress import Progress
-from agent.errors import DestinationError, Interrupted
+from agent.errors import CairnError, DestinationError, Interrupted, PathNotInSnapshot
 from agent.model.snapshot import Snapshot
 from agent.model.tree import decode_name
 from agent.scan.walker import path_components
@@ -97,6 +97,8 @@ def _restore(repo: Repository, snap: Snapshot, options: RestoreOptions,
     are known when it ends); then the writer restores the files pack by pack."""
     started = time.monotonic()
     repo.sync_index()
+    for include in options.includes:
+        node_at(repo, snap, include)  # each one is there, before anything is made
     select = _Selection(options.includes)
     progress.phase = "counting"
     result = RestoreResult()
@@ -114,7 +116,7 @@ def _restore(repo: Repository, snap: Snapshot, options: RestoreOptions,
 
     writer = PackOrderedWriter(repo, options.workers, progress, options.cancel, file_done)
     dirs: list[tuple[str, dict]] = []
-    options.target.mkdir(parents=True, exist_ok=True)
+    _make_target(options.target)
     blocked = None  # below a folder that could not be made, nothing can be restored
     for path, node in _walk(repo, snap.tree, str(options.target), (), select):
         if options.cancel.is_set():
@@ -144,6 +146,38 @@ def _restore(repo: Repository, snap: Snapshot, options: RestoreOptions,
     result.duration_s = time.monotonic() - started
     progress.phase = "done"
     return result
+
+
+def node_at(repo: Repository, snap: Snapshot, path: str) -> dict | None:
+    """The node of the original ``path`` (relative: to the current folder) in ``snap``:
+    None for the root itself; raises ``PathNotInSnapshot`` if the snapshot lacks it."""
+    node = None
+    tree = snap.tree
+    for part in path_components(Path(path)):
+        if tree is None:
+            node = None
+            break
+        node = next((n for n in repo.tree(tree) if decode_name(n, "name") == part), None)
+        if node is None:
+            break
+        tree = node.get("subtree") if node["type"] == "dir" else None
+    else:
+        return node
+    shown = Path(path).absolute()
+    raise PathNotInSnapshot(f"{shown} is not in snapshot {snap.id[:8]}; "
+                            f"`cairn ls {snap.id[:8]}` lists what it holds.")
+
+
+def _make_target(target: Path) -> None:
+    """The folder to restore into, made if missing; a sentence if it cannot be."""
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:
+        raise CairnError(f"{target} is a file, not a folder: choose a folder to restore "
+                         "into.") from exc
+    except OSError as exc:
+        raise CairnError(f"Cannot restore into {target}: "
+                         f"{exc.strerror or exc}.") from exc
 
 
 def _make_dir(path: str) -> None:

@@ -86,6 +86,39 @@ def test_unknown_snapshot(archived: tuple, tmp_path: Path) -> None:
     assert "deadbeef" in one_sentence(result.stderr)
 
 
+def test_a_path_the_snapshot_lacks_is_named_and_nothing_is_restored(
+        archived: tuple, tmp_path: Path) -> None:
+    cairn, src, _ = archived
+    out = tmp_path / "out"
+    for args, missing in [
+        (["restore", "latest", "--target", out, "--include", src / "b", "--include",
+          src / "nope.txt"], src / "nope.txt"),
+        (["restore", "latest", "--target", out, "--include", src / "a.txt" / "below"],
+         src / "a.txt" / "below"),  # below a file
+        (["ls", "latest", src / "nope.txt"], src / "nope.txt"),
+    ]:
+        result = cairn.run(*args, expect=EXIT_NO_SNAPSHOT)
+        assert one_sentence(result.stderr).startswith(f"cairn: {missing} is not in snapshot ")
+    assert not out.exists()  # not even the folders on the way
+
+
+@pytest.mark.parametrize("kind", ["a file", "not creatable"])
+def test_a_restore_target_that_cannot_be_a_folder_is_a_sentence(
+        archived: tuple, tmp_path: Path, kind: str) -> None:
+    cairn, _, _ = archived
+    target = tmp_path / "target"
+    if kind == "a file":
+        target.write_bytes(b"mine")
+        expected = f"cairn: {target} is a file, not a folder: choose a folder to restore into."
+    else:
+        target = Path("/proc/no-folders-here")
+        expected = f"cairn: Cannot restore into {target}: No such file or directory."
+    result = cairn.run("restore", "latest", "--target", target, expect=1)
+    assert one_sentence(result.stderr) == expected
+    if kind == "a file":
+        assert target.read_bytes() == b"mine"
+
+
 def test_newer_key_file_version_is_refused(archived: tuple) -> None:
     cairn, src, _ = archived
     (key_file,) = (cairn.dest / "keys").iterdir()
