@@ -27,20 +27,27 @@ class Service:
     archive: Path
 
 
+@contextmanager
+def serving(base: Path, set_name: str) -> Iterator[Service]:
+    """A running service whose one set ``set_name`` covers ``base / "src"`` (filled by
+    the caller), backed up once."""
+    agent = Agent(base / "home")
+    agent.add_set(set_name, base / "src", dest=base / "archive", every="1h")
+    agent.start()
+    try:
+        agent.wait_run(set_name, 0)
+        yield Service(agent, base / "src", base / "archive")
+    finally:
+        agent.stop()
+
+
 @pytest.fixture(scope="session")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """One service for the session: set ``docs`` over a small tree, backed up once."""
     base = tmp_path_factory.mktemp("tray")
-    src = base / "src"
-    make_tree(src, 2, 3)
-    agent = Agent(base / "home")
-    agent.add_set("docs", src, dest=base / "archive", every="1h")
-    agent.start()
-    try:
-        agent.wait_run("docs", 0)
-        yield Service(agent, src, base / "archive")
-    finally:
-        agent.stop()
+    make_tree(base / "src", 2, 3)
+    with serving(base, "docs") as service:
+        yield service
 
 
 @contextmanager

@@ -11,8 +11,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialog, QLineEdit, QTreeWidgetItem
 from pytestqt.qtbot import QtBot
 
-from tests.service.helpers import Agent
-from tests.ui.conftest import WAIT_MS, Service, running_app
+from tests.ui.conftest import WAIT_MS, Service, running_app, serving
 from ui.app import TrayApp
 from ui.restore_dialog import PATH_ROLE, RestoreDialog, default_target
 from ui.settings_dialog import PathList
@@ -83,17 +82,10 @@ def big_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """A service whose one set holds a 96 MiB file of random bytes: a restore of it
     lasts long enough to be cancelled."""
     base = tmp_path_factory.mktemp("tray-big")
-    src = base / "src"
-    src.mkdir()
-    (src / "big.bin").write_bytes(os.urandom(96 * 1024 * 1024))
-    agent = Agent(base / "home")
-    agent.add_set("big", src, dest=base / "archive", every="1h")
-    agent.start()
-    try:
-        agent.wait_run("big", 0)
-        yield Service(agent, src, base / "archive")
-    finally:
-        agent.stop()
+    (base / "src").mkdir()
+    (base / "src" / "big.bin").write_bytes(os.urandom(96 * 1024 * 1024))
+    with serving(base, "big") as service:
+        yield service
 
 
 def test_cancel_a_restore(qtbot: QtBot, big_service: Service, tmp_path: Path) -> None:
