@@ -11,8 +11,8 @@ from agent.cli import Context, add_dest_options, print_json
 from agent.engine.backup import BackupOptions, run_backup
 from agent.engine.check import run_check
 from agent.engine.progress import Progress
-from agent.engine.restore import RestoreOptions, run_restore
-from agent.errors import EXIT_PARTIAL, IntegrityError, PathNotInSnapshot, UsageError
+from agent.engine.restore import RestoreOptions, not_in_snapshot, run_restore
+from agent.errors import EXIT_PARTIAL, IntegrityError, UsageError
 from agent.model.tree import decode_name
 from agent.term_progress import shown
 
@@ -154,8 +154,7 @@ def cmd_ls(args: argparse.Namespace, ctx: Context) -> int:
         repo.close()
     wanted = _normal(args.path) if args.path is not None else "/"
     if wanted != "/" and not any(e["path"] == wanted for e in entries):
-        raise PathNotInSnapshot(f"{wanted} is not in snapshot {snap.id[:8]}; "
-                                f"`cairn ls {snap.id[:8]}` lists what it holds.")
+        raise not_in_snapshot(wanted, snap)
     entries.sort(key=lambda e: e["path"])
     if args.json:
         print_json(entries)

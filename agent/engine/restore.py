@@ -98,7 +98,7 @@ def _restore(repo: Repository, snap: Snapshot, options: RestoreOptions,
     started = time.monotonic()
     repo.sync_index()
     for include in options.includes:
-        node_at(repo, snap, include)  # each one is there, before anything is made
+        require_path(repo, snap, include)  # each one is there, before anything is made
     select = _Selection(options.includes)
     progress.phase = "counting"
     result = RestoreResult()
@@ -148,24 +148,22 @@ def _restore(repo: Repository, snap: Snapshot, options: RestoreOptions,
     return result
 
 
-def node_at(repo: Repository, snap: Snapshot, path: str) -> dict | None:
-    """The node of the original ``path`` (relative: to the current folder) in ``snap``:
-    None for the root itself; raises ``PathNotInSnapshot`` if the snapshot lacks it."""
-    node = None
-    tree = snap.tree
+def require_path(repo: Repository, snap: Snapshot, path: str) -> None:
+    """Raise ``PathNotInSnapshot`` unless ``snap`` holds the original ``path`` (a
+    relative one is taken from the current folder)."""
+    tree: str | None = snap.tree
     for part in path_components(Path(path)):
-        if tree is None:
-            node = None
-            break
-        node = next((n for n in repo.tree(tree) if decode_name(n, "name") == part), None)
+        node = None if tree is None else next(
+            (n for n in repo.tree(tree) if decode_name(n, "name") == part), None)
         if node is None:
-            break
+            raise not_in_snapshot(str(Path(path).absolute()), snap)
         tree = node.get("subtree") if node["type"] == "dir" else None
-    else:
-        return node
-    shown = Path(path).absolute()
-    raise PathNotInSnapshot(f"{shown} is not in snapshot {snap.id[:8]}; "
-                            f"`cairn ls {snap.id[:8]}` lists what it holds.")
+
+
+def not_in_snapshot(path: str, snap: Snapshot) -> PathNotInSnapshot:
+    """The error for a path asked for that ``snap`` does not hold."""
+    return PathNotInSnapshot(f"{path} is not in snapshot {snap.id[:8]}; "
+                             f"`cairn ls {snap.id[:8]}` lists what it holds.")
 
 
 def _make_target(target: Path) -> None:
