@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Benchmark Cairn's engine against restic and BorgBackup on the same real data.
 
-    .venv/bin/python bench/engine_bench.py [--size small|full | --data DIR]
+    .venv/bin/python bench/engine_bench.py [--size small|full | --data DIR] [--rounds N]
         [--tools cairn,restic,borg] [--json-out FILE] [--work DIR] [--keep]
 
 Each tool backs up the data, backs it up again unchanged, and restores it; the
-restore is checked against a hash manifest of the source. Prints a table per tool
-and Cairn's ratio to each peer. See bench/README.md.
+restore is checked against a hash manifest of the source. Every tool does this
+once per round (the tools take turns going first); the tables show each figure's
+median over the rounds and Cairn's ratio to each peer. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--size", choices=sorted(SETS), default="full",
                         help="built-in data set from PyPI: small (~150 MB) or full (~1 GB)")
     parser.add_argument("--data", type=Path, help="benchmark this folder instead of a data set")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="run every tool this many times; figures are the medians "
+                             "(default: %(default)s)")
     parser.add_argument("--tools", default="cairn,restic,borg",
                         help="comma-separated tools to run, in order (default: %(default)s)")
     parser.add_argument("--json-out", type=Path, help="also write the results to this JSON file")
@@ -48,7 +52,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="do not drop the page cache: every tool reads the source from memory")
     parser.add_argument("--keep", action="store_true",
                         help="keep repositories and logs of this run under --work")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    return args
 
 
 def make_tools(names: str, workdir: Path) -> list[Tool]:
@@ -87,23 +94,36 @@ def machine_info() -> dict[str, object]:
             "cairn_commit": commit}
 
 
-def print_report(results: list[ToolResult], tree: manifest.TreeStats, header: list[str]) -> dict:
-    summaries = {r.name: report.summarize(r, tree.bytes) for r in results}
+def print_report(results: dict[str, list[ToolResult]], tree: manifest.TreeStats,
+                 header: list[str]) -> dict:
+    """Print the tables; return the medians and ratios (for the JSON)."""
+    rounds = len(next(iter(results.values())))
+    per_round = [{name: report.summarize(runs[i], tree.bytes) for name, runs in results.items()}
+                 for i in range(rounds)]
+    summaries = {name: report.median_summary([s[name] for s in per_round]) for name in results}
     ratios = report.ratios(summaries)
+    for peer, counts in report.rounds_met(per_round).items():
+        for key, met in counts.items():
+            ratios[peer][key]["rounds_met"] = met
     print("\n".join(header))
-    for result in results:
-        print(f"  {result.name} {result.version}: {result.settings}")
+    for runs in results.values():
+        print(f"  {runs[0].name} {runs[0].version}: {runs[0].settings}")
     print()
+    if rounds > 1:
+        print(report.rounds_table(per_round))
+        print(f"\nMedians of {rounds} rounds:")
     print(report.results_table(results, summaries))
     for peer, peer_ratios in ratios.items():
         print()
-        print(report.ratios_table(peer, peer_ratios))
-    for result in results:
-        if result.error:
-            print(f"\nFAILED: {result.error}")
-        elif not result.verified:
-            print(f"\nFAILED: the restore by {result.name} differs from the source in "
-                  f"{result.mismatches} entries:\n  " + "\n  ".join(result.problems))
+        print(report.ratios_table(peer, peer_ratios, rounds))
+    for runs in results.values():
+        for number, result in enumerate(runs, start=1):
+            where = f" (round {number})" if rounds > 1 else ""
+            if result.error:
+                print(f"\nFAILED{where}: {result.error}")
+            elif not result.verified:
+                print(f"\nFAILED{where}: the restore by {result.name} differs from the source "
+                      f"in {result.mismatches} entries:\n  " + "\n  ".join(result.problems))
     return {"summaries": summaries, "ratios": ratios}
 
 
@@ -123,11 +143,12 @@ def prepare(args: argparse.Namespace, workdir: Path) -> tuple[Path, manifest.Man
     return source, expected
 
 
-def write_json(path: Path, context: dict, results: list[ToolResult], figures: dict) -> None:
+def write_json(path: Path, context: dict, results: dict[str, list[ToolResult]],
+               figures: dict) -> None:
     """Write the run's context, every tool's measurements and the ratios to `path`."""
-    document = {"benchmark": "engine", "schema": 1, **context,
-                "tools": {r.name: report.result_json(r, figures["summaries"][r.name])
-                          for r in results},
+    document = {"benchmark": "engine", "schema": 2, **context,
+                "tools": {name: report.result_json(runs, figures["summaries"][name])
+                          for name, runs in results.items()},
                 "ratios": figures["ratios"]}
     path.write_text(json.dumps(document, indent=2) + "\n")
 
@@ -141,8 +162,17 @@ def run(args: argparse.Namespace) -> int:
     workdir.mkdir()
     dropped, drop_note = (False, WARM_NOTE) if args.warm else can_drop_caches()
     load_start = os.getloadavg()[0]
+    results: dict[str, list[ToolResult]] = {tool.name: [] for tool in tools}
     try:
-        results = [run_tool(tool, source, expected, dropped) for tool in tools]
+        for number in range(1, args.rounds + 1):
+            round_dir = workdir / f"round-{number}"
+            turn = (number - 1) % len(tools)  # each tool goes first in turn
+            order = [type(tool)(round_dir) for tool in tools[turn:] + tools[:turn]]
+            say(f"round {number} of {args.rounds}: {', '.join(t.name for t in order)}")
+            for tool in order:
+                results[tool.name].append(run_tool(tool, source, expected, dropped))
+            if not args.keep:
+                shutil.rmtree(round_dir, ignore_errors=True)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -155,13 +185,13 @@ def run(args: argparse.Namespace) -> int:
               f"Page cache: {drop_note}", "Settings:"]
     figures = print_report(results, tree, header)
     if args.json_out:
-        context = {"started": started,
+        context = {"started": started, "rounds": args.rounds,
                    "machine": {**machine, "load_start": load_start, "load_end": load_end},
                    "data": {"path": str(source), "size": "custom" if args.data else args.size,
                             **vars(tree)},
                    "page_cache": {"dropped": dropped, "note": drop_note}}
         write_json(args.json_out, context, results, figures)
-    return 0 if all(r.verified and not r.error for r in results) else 1
+    return 0 if all(r.verified and not r.error for runs in results.values() for r in runs) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
