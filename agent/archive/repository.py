@@ -39,6 +39,8 @@ class Repository:
         self.cache_dir = cache_root / keys.archive_id
         self.cache = IndexCache(self.cache_dir / "index.sqlite")
         self._tree = lru_cache(maxsize=4096)(self._load_tree)
+        # Snapshots the last listing left out because they could not be read, by name.
+        self.unreadable_snapshots: dict[str, IntegrityError] = {}
 
     # --- creating and opening -------------------------------------------------
 
@@ -177,26 +179,58 @@ class Repository:
     def load_snapshot(self, name: str) -> Snapshot:
         sealed = self.dest.read("snapshots", name)
         if sha256_hex(sealed) != name:
-            raise IntegrityError(f"Snapshot {name[:8]} does not match its name.")
-        plain = open_sealed(self.keys, ObjectType.SNAPSHOT, NO_ID, sealed, MAX_SNAPSHOT_SIZE)
+            raise IntegrityError(f"Snapshot {name[:8]} is damaged: its content does not match "
+                                 "its name.")
+        try:
+            plain = open_sealed(self.keys, ObjectType.SNAPSHOT, NO_ID, sealed, MAX_SNAPSHOT_SIZE)
+        except IntegrityError as exc:
+            reason = str(exc)
+            raise IntegrityError(f"Snapshot {name[:8]} cannot be read: "
+                                 f"{reason[:1].lower()}{reason[1:]}") from exc
         return Snapshot.decode(plain, name)
 
     def snapshots(self) -> list[Snapshot]:
-        """All snapshots, newest first."""
-        snaps = [self.load_snapshot(name) for name in self.dest.list("snapshots")]
+        """Every snapshot, newest first; raises ``IntegrityError`` if one cannot be read
+        (for prune, which must know everything a snapshot keeps alive)."""
+        snaps = self.readable_snapshots()
+        for error in self.unreadable_snapshots.values():
+            raise error
+        return snaps
+
+    def readable_snapshots(self) -> list[Snapshot]:
+        """The snapshots that can be read, newest first.
+
+        A damaged snapshot file (it fails its name or its authentication) is left
+        out and named in ``unreadable_snapshots``, so that one bad file does not stop
+        every backup and restore; ``cairn check`` reports it."""
+        snaps, unreadable = [], {}
+        for name in self.dest.list("snapshots"):
+            try:
+                snaps.append(self.load_snapshot(name))
+            except IntegrityError as exc:
+                unreadable[name] = exc
+        self.unreadable_snapshots = unreadable
         return sorted(snaps, key=lambda s: s.time, reverse=True)
 
     def find_snapshot(self, ref: str) -> Snapshot:
-        """Resolve ``latest`` or a unique ID prefix (at least 4 hex digits)."""
-        snaps = self.snapshots()
+        """Resolve ``latest`` (the newest readable backup) or a unique ID prefix (at
+        least 4 hex digits)."""
+        snaps = self.readable_snapshots()
         if ref == "latest":
             backups = [s for s in snaps if not s.is_carry]
             if not backups:
-                raise SnapshotNotFound("The archive has no snapshots yet.")
+                raise SnapshotNotFound("The archive has no snapshots yet." if not
+                                       self.unreadable_snapshots else
+                                       "The archive has no readable snapshot.")
             return backups[0]
-        matches = [s for s in snaps if len(ref) >= 4 and s.id.startswith(ref.lower())]
-        if len(matches) != 1:
-            what = "matches no snapshot" if not matches else "matches several snapshots"
+        prefix = ref.lower() if len(ref) >= 4 else None
+        matches = [s for s in snaps if prefix and s.id.startswith(prefix)]
+        damaged = [error for name, error in self.unreadable_snapshots.items()
+                   if prefix and name.startswith(prefix)]
+        if len(matches) + len(damaged) == 1 and damaged:
+            raise IntegrityError(f"{damaged[0]} `cairn check` reports the damage.")
+        if len(matches) + len(damaged) != 1:
+            what = "matches several snapshots" if matches or damaged else "matches no snapshot"
             raise SnapshotNotFound(f"{ref!r} {what}; see `cairn snapshots`.")
         return matches[0]
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from agent.archive.repository import Repository
 from agent.cli import Context, print_json
+from agent.commands.archive import warn_unreadable
 from agent.engine.progress import Progress
 from agent.engine.restore import RestoreOptions, run_restore
 from agent.errors import IntegrityError, UsageError
@@ -78,23 +79,26 @@ def cmd_admin_restore(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _list(repo: Repository, as_json: bool) -> int:
-    snaps = repo.snapshots()
+    snaps = repo.readable_snapshots()
+    warn_unreadable(repo)
+    code = IntegrityError.exit_code if repo.unreadable_snapshots else 0
     if as_json:
         print_json([{"id": s.id, "short_id": s.id[:8], "time": s.time, "host": s.host,
                      "device": s.device, "paths": s.paths, "summary": s.summary}
                     for s in snaps])
-        return 0
+        return code
     if not snaps:
         print("No snapshots yet.")
     for s in snaps:
         print(f"{s.id[:8]}  {s.time[:19].replace('T', ' ')}  {s.host:<16} "
               + ", ".join(s.paths))
-    return 0
+    return code
 
 
 def _restore(repo: Repository, args: argparse.Namespace, ctx: Context) -> int:
     repo.sync_index()
     snap = repo.find_snapshot(args.snapshot)
+    warn_unreadable(repo)
     options = RestoreOptions(target=Path(args.target).expanduser().absolute(),
                              includes=tuple(args.include))
     progress = Progress()

@@ -82,7 +82,7 @@ def cmd_backup(args: argparse.Namespace, ctx: Context) -> int:
         paths.append(path)
     repo, _created = _open_or_create(args, ctx)
     if not paths and remote is not None:
-        paths = remote.selection(repo.snapshots())
+        paths = remote.selection(repo.readable_snapshots())
         if not paths:
             raise UsageError("This device has no backup yet: name the files or folders.")
     options = BackupOptions(
@@ -94,6 +94,7 @@ def cmd_backup(args: argparse.Namespace, ctx: Context) -> int:
             result = run_backup(repo, options, progress)
     finally:
         repo.close()
+    warn_unreadable(repo)
     counts, snap = result.counts, result.snapshot
     if remote is not None:
         remote.report_backup(snap)
@@ -115,22 +116,31 @@ def cmd_backup(args: argparse.Namespace, ctx: Context) -> int:
     return EXIT_PARTIAL if result.errors else 0
 
 
+def warn_unreadable(repo: Repository) -> None:
+    """Name on stderr each snapshot the last listing left out because it is damaged."""
+    for error in repo.unreadable_snapshots.values():
+        print(f"cairn: warning: {error} It is left out; `cairn check` reports the damage.",
+              file=sys.stderr)
+
+
 def cmd_snapshots(args: argparse.Namespace, ctx: Context) -> int:
     repo = ctx.open_repo(args)
-    snaps = [s for s in repo.snapshots() if args.device in (None, s.device)]
+    snaps = [s for s in repo.readable_snapshots() if args.device in (None, s.device)]
     repo.close()
+    warn_unreadable(repo)
+    code = IntegrityError.exit_code if repo.unreadable_snapshots else 0
     if args.json:
         print_json([{"id": s.id, "short_id": s.id[:8], "time": s.time, "host": s.host,
                      "device": s.device, "paths": s.paths, "parent": s.parent,
                      "summary": s.summary} for s in snaps])
-        return 0
+        return code
     if not snaps:
         print("No snapshots yet.")
     for s in snaps:
         files = s.summary.get("files_total", "?")
         print(f"{s.id[:8]}  {s.time[:19].replace('T', ' ')}  {s.host:<16} {files:>8} files  "
               + ", ".join(s.paths))
-    return 0
+    return code
 
 
 def cmd_ls(args: argparse.Namespace, ctx: Context) -> int:
@@ -138,6 +148,7 @@ def cmd_ls(args: argparse.Namespace, ctx: Context) -> int:
     try:
         repo.sync_index()
         snap = repo.find_snapshot(args.snapshot)
+        warn_unreadable(repo)
         entries = []
         stack = [(snap.tree, "")]
         while stack:
@@ -181,6 +192,7 @@ def cmd_restore(args: argparse.Namespace, ctx: Context) -> int:
     try:
         repo.sync_index()
         snap = repo.find_snapshot(args.snapshot)
+        warn_unreadable(repo)
         options = RestoreOptions(target=Path(args.target).expanduser().absolute(),
                                  includes=tuple(args.include))
         with shown(progress, "Restoring", ctx.show_progress(args)):

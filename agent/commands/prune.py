@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from agent.cli import Context, add_dest_options, print_json
 from agent.engine.progress import Progress
-from agent.engine.prune import GRACE_S, PruneReport, run_prune
+from agent.engine.prune import GRACE_S, PruneReport, forget_snapshot, run_prune
 from agent.errors import UsageError
 from agent.retention.policy import RetentionPolicy, format_duration, parse_duration
 from agent.term_progress import shown
@@ -38,6 +38,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "runs; default: the clock)")
     add_dest_options(p)
     p.set_defaults(func=cmd_prune)
+
+    p = sub.add_parser("forget", help="remove one snapshot, e.g. a damaged one (its data is "
+                                      "freed by the next prune)")
+    p.add_argument("snapshot", metavar="SNAPSHOT", help="its ID (8 hex digits or more)")
+    add_dest_options(p)
+    p.set_defaults(func=cmd_forget)
 
 
 def policy_from_args(args: argparse.Namespace) -> RetentionPolicy:
@@ -108,3 +114,17 @@ def _size(n: float) -> str:
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
         n /= 1024
     return f"{n:.1f} TiB"
+
+
+def cmd_forget(args: argparse.Namespace, ctx: Context) -> int:
+    repo = ctx.open_repo(args)
+    try:
+        forgotten = forget_snapshot(repo, args.snapshot)
+    finally:
+        repo.close()
+    if args.json:
+        print_json({"forgotten": forgotten})
+    else:
+        print(f"Forgot snapshot {forgotten[:8]}; the next `cairn prune` frees the data only it "
+              "held.")
+    return 0

@@ -340,9 +340,10 @@ class _FileReader:
 
 
 def find_parent(repo: Repository, options: BackupOptions) -> Snapshot | None:
-    """The newest snapshot of the same host and paths, if any."""
+    """The newest readable snapshot of the same host and paths, if any (a damaged one
+    is passed over: its files are then compared with an older snapshot, or read)."""
     wanted = sorted(str(p) for p in options.paths)
-    for snap in repo.snapshots():
+    for snap in repo.readable_snapshots():
         if snap.host == options.host and sorted(snap.paths) == wanted and not snap.is_carry:
             return snap
     return None

@@ -32,7 +32,7 @@ from agent.archive.reach import reachable
 from agent.archive.repository import Repository
 from agent.codec.envelope import ObjectType, seal
 from agent.engine.progress import Progress
-from agent.errors import ArchiveError
+from agent.errors import ArchiveError, IntegrityError, SnapshotNotFound, UsageError
 from agent.model.snapshot import Snapshot
 from agent.model.tree import decode_tree
 from agent.pack.writer import PackWriter
@@ -107,7 +107,7 @@ def run_prune(repo: Repository, policy: RetentionPolicy | PolicyFor, *, now: dat
         progress.phase = "reading snapshots"
         repo.sync_index()
         young_after = time.time() - grace_s  # packs first seen since then are kept
-        snaps = repo.snapshots()
+        snaps = _every_snapshot(repo)
         sets, decisions = _decide(snaps, policy_for, now)
         progress.phase = "finding deleted files"
         _plan_carries(repo, sets, decisions, now)
@@ -127,6 +127,38 @@ def run_prune(repo: Repository, policy: RetentionPolicy | PolicyFor, *, now: dat
     finally:
         if lock is not None:
             lock.release()
+
+
+def forget_snapshot(repo: Repository, ref: str) -> str:
+    """Remove the one snapshot whose ID starts with ``ref`` (8 hex digits or more; a
+    damaged snapshot too), under the exclusive lock; returns its ID. Its data stays
+    until a prune finds nothing else uses it."""
+    prefix = ref.lower()
+    if len(prefix) < 8 or prefix.strip("0123456789abcdef"):
+        raise UsageError(f"Name the snapshot to forget by its ID (8 hex digits or more, as "
+                         f"`cairn snapshots` shows it), not {ref!r}.")
+    lock = ArchiveLock(repo.dest, repo.keys, exclusive=True).acquire()
+    try:
+        names = [name for name in repo.dest.list("snapshots") if name.startswith(prefix)]
+        if len(names) != 1:
+            what = "matches no snapshot" if not names else "matches several snapshots"
+            raise SnapshotNotFound(f"{ref!r} {what}; see `cairn snapshots`.")
+        repo.dest.remove("snapshots", names[0])
+    finally:
+        lock.release()
+    return names[0]
+
+
+def _every_snapshot(repo: Repository) -> list[Snapshot]:
+    """Every snapshot; prune stops if one cannot be read, since it could hold data no
+    other snapshot does."""
+    try:
+        return repo.snapshots()
+    except IntegrityError as exc:
+        raise IntegrityError(
+            f"{exc} Prune removes nothing while a snapshot cannot be read: the data only it "
+            "holds would be deleted. `cairn check` reports the damage; `cairn forget` removes "
+            "a snapshot that cannot be repaired.") from exc
 
 
 def _policy_function(policy: RetentionPolicy | PolicyFor) -> PolicyFor:

@@ -10,6 +10,7 @@ is deliberately slow) and reused for every run and API call.
 from __future__ import annotations
 
 import getpass
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,6 +32,14 @@ from agent.scan.walker import path_components
 from agent.service.config import ServiceConfig, SetConfig
 from agent.service.layout import ServiceLayout
 from agent.service.secrets import SECRETS, read_passphrase_file
+
+log = logging.getLogger("cairn.service.archives")
+
+
+def log_unreadable(repo: Repository) -> None:
+    """Log each snapshot the last listing left out because it is damaged."""
+    for error in repo.unreadable_snapshots.values():
+        log.warning("%s It is left out; `cairn check` reports the damage.", error)
 
 LOCAL, SERVER = "local folder", "cairn server"
 
@@ -166,9 +175,10 @@ class Archives:
         """The set's snapshots, newest first (all of the archive's with ``every_path``)."""
         repo = self.open(cfg, config)
         try:
-            snaps = repo.snapshots()
+            snaps = repo.readable_snapshots()
         finally:
             repo.close()
+        log_unreadable(repo)
         wanted = sorted(cfg.paths)
         return [SnapshotInfo(s.id, s.time, s.host, s.device, s.paths,
                              int(s.summary.get("files_total", 0)),

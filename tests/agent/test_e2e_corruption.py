@@ -95,3 +95,64 @@ def test_a_damaged_stray_pack_does_not_block_backups(cairn: Cairn, tmp_path: Pat
     report = cairn.check(read_data=True, expect=6)
     assert list(report["damaged_packs"]) == [name]
     assert report["affected_files"] == []
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_damaged_snapshot_is_named_and_blocks_nothing_but_prune(
+        cairn: Cairn, tmp_path: Path, two_snapshots: tuple) -> None:
+    """One bit-rotten snapshot file must not stop every later backup and restore: it is
+    left out with a warning naming it. Only prune, which could delete data that snapshot
+    alone holds, stops (changing nothing)."""
+    src, first, second, _ = two_snapshots
+    damaged, intact = first["snapshot_id"], second["snapshot_id"]
+    flip_byte(cairn.dest / "snapshots" / damaged, 40)
+
+    listed = cairn.run("snapshots", "--json", expect=6)
+    assert [s["id"] for s in listed.json()] == [intact]
+    assert f"Snapshot {damaged[:8]} is damaged" in listed.stderr
+
+    out = tmp_path / "out"
+    result = cairn.run("restore", "latest", "--target", out, "--json")
+    assert result.json()["snapshot_id"] == intact
+    assert manifest(restored(out, src)) == manifest(src)
+    assert "warning" in result.stderr and damaged[:8] in result.stderr
+
+    asked = cairn.run("restore", damaged[:8], "--target", tmp_path / "old", expect=6)
+    assert f"Snapshot {damaged[:8]} is damaged" in asked.stderr
+    assert not (tmp_path / "old").exists()
+
+    (src / "new.txt").write_bytes(b"new")
+    third = cairn.run("backup", src, "--json")
+    assert third.json()["files_new"] == 1 and damaged[:8] in third.stderr
+    newest = cairn.run("snapshots", "--json", expect=6).json()[0]
+    assert newest["id"] == third.json()["snapshot_id"] and newest["parent"] == intact
+
+    before = files_of(cairn.dest)
+    refused = cairn.run("prune", "--keep-within", "0", "--hourly", "0", "--daily", "0",
+                        "--weekly", "0", "--monthly", "1y", "--grace", "0", expect=6)
+    assert "Prune removes nothing" in refused.stderr and damaged[:8] in refused.stderr
+    assert files_of(cairn.dest) == before
+
+    cairn.run("forget", damaged[:4], expect=2)  # too short to name one for good
+    assert cairn.json("forget", damaged[:8]) == {"forgotten": damaged}
+    assert len(cairn.snapshots()) == 2  # exit 0: nothing damaged is left
+    cairn.run("prune", "--keep-within", "0", "--hourly", "0", "--daily", "0",
+              "--weekly", "0", "--monthly", "1y", "--grace", "0")
+    assert cairn.check(read_data=True)["ok"]
+    cairn.restore("latest", tmp_path / "again")
+    assert manifest(restored(tmp_path / "again", src)) == manifest(src)
+
+
+def test_when_the_newest_snapshot_is_damaged_latest_is_the_newest_readable(
+        cairn: Cairn, tmp_path: Path, two_snapshots: tuple) -> None:
+    src, first, second, _ = two_snapshots
+    flip_byte(cairn.dest / "snapshots" / second["snapshot_id"], 10)
+    result = cairn.run("restore", "latest", "--target", tmp_path / "out", "--json")
+    assert result.json()["snapshot_id"] == first["snapshot_id"]
+    assert second["snapshot_id"][:8] in result.stderr
+    copy = restored(tmp_path / "out", src)
+    assert (copy / "keep.txt").read_bytes() == b"keep\n"
+    assert not (copy / "sub" / "victim.bin").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from collections.abc import Iterator
@@ -59,6 +60,22 @@ def test_browse_and_restore_as_a_task(svc: tuple[Agent, Path], tmp_path: Path) -
     assert done.progress.files_done == 4 and done.progress.totals_known
     restored = tmp_path / "out" / src.relative_to("/") / "d001" / "f002.txt"
     assert restored.read_bytes() == (src / "d001" / "f002.txt").read_bytes()
+
+
+def test_a_damaged_snapshot_file_hides_only_itself(svc: tuple[Agent, Path]) -> None:
+    """A snapshot file that fails authentication (bit rot, tampering) is left out of the
+    tray's list; the others stay listed and browsable."""
+    agent, src = svc
+    junk = bytes(range(256)) * 4
+    planted = src.parent / "archive" / "snapshots" / hashlib.sha256(junk).hexdigest()
+    with agent.client() as client:
+        before = client.snapshots("docs")
+        planted.write_bytes(junk)
+        try:
+            assert [snap.id for snap in client.snapshots("docs")] == [s.id for s in before]
+            assert client.browse("docs", "latest", "/")
+        finally:
+            planted.unlink()
 
 
 def test_refusals_are_clear_sentences(svc: tuple[Agent, Path]) -> None:
