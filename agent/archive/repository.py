@@ -24,6 +24,7 @@ from agent.model.tree import decode_tree
 from agent.pack.format import PackEntry, decode_header, header_length
 
 MAX_SNAPSHOT_SIZE = 64 * 1024 * 1024
+REBUILD_PACKS_PER_INDEX = 2000  # packs listed in each index file rebuild_index writes
 
 
 def sha256_hex(data: bytes) -> str:
@@ -41,6 +42,9 @@ class Repository:
         self._tree = lru_cache(maxsize=4096)(self._load_tree)
         # Snapshots the last listing left out because they could not be read, by name.
         self.unreadable_snapshots: dict[str, IntegrityError] = {}
+        # Index files the last sync could not read, by name (their packs were indexed
+        # from the packs' own headers instead).
+        self.unreadable_index_files: dict[str, IntegrityError] = {}
 
     # --- creating and opening -------------------------------------------------
 
@@ -91,45 +95,100 @@ class Repository:
 
     # --- index ------------------------------------------------------------------
 
-    def sync_index(self, on_pack_adopted: Callable[[str], None] | None = None) -> None:
+    def sync_index(self, *, strict: bool = False) -> None:
         """Bring the cache up to date with the destination's live index files.
 
         An index file is live when it is stored and no index file read so far
         supersedes it (compaction); the cache is rebuilt when one it used is gone
-        or turns out superseded."""
+        or turns out superseded.
+
+        A damaged index file (it fails its hash or its authentication) is named in
+        ``unreadable_index_files`` and the packs no readable index file lists are
+        indexed from their own headers, in this cache only: reads and backups go
+        on. With ``strict`` (prune, which must see every index file) it raises."""
         remote = set(self.dest.list("index"))
         if self.cache.index_files() - remote:
             self.cache.clear()
-        self._load_index_files(remote)
+        self.unreadable_index_files = {}
+        self._load_index_files(remote, strict)
         if self.cache.index_files() & self.cache.superseded():
             self.cache.clear()
-            self._load_index_files(remote)
+            self.unreadable_index_files = {}
+            self._load_index_files(remote, strict)
+        if self.unreadable_index_files:
+            self.cache.add(None, self._unindexed_packs())
 
-    def _load_index_files(self, remote: set[str]) -> None:
+    def _load_index_files(self, remote: set[str], strict: bool) -> None:
         superseded = self.cache.superseded()
         for name in sorted(remote - self.cache.index_files() - superseded):
             if name in superseded:
                 continue  # named by an index file read earlier in this loop
-            sealed = self.dest.read("index", name)
-            if sha256_hex(sealed) != name:
-                raise IntegrityError(f"Index file {name[:12]} does not match its name.")
-            content = decode_index(self.keys, sealed)
+            try:
+                content = self.read_index_file(name)
+            except IntegrityError as exc:
+                if strict:
+                    raise
+                self.unreadable_index_files[name] = exc
+                continue
             superseded.update(content.superseded)
             self.cache.add(name, content.packs, content.superseded)
 
-    def adopt_unindexed_packs(self) -> int:
-        """Index packs a killed run stored but never indexed, so their blobs are reused."""
+    def read_index_file(self, name: str) -> IndexContent:
+        """One index file, verified against its name and authenticated."""
+        sealed = self.dest.read("index", name)
+        if sha256_hex(sealed) != name:
+            raise IntegrityError(f"Index file {name[:12]} is damaged: its content does not "
+                                 "match its name.")
+        try:
+            return decode_index(self.keys, sealed)
+        except IntegrityError as exc:
+            reason = str(exc)
+            raise IntegrityError(f"Index file {name[:12]} cannot be read: "
+                                 f"{reason[:1].lower()}{reason[1:]}") from exc
+
+    def _unindexed_packs(self) -> dict[str, list[PackEntry]]:
+        """The headers of the stored packs this cache does not know; a pack whose header
+        fails is left out (never reuse a bad pack; check --read-data reports it)."""
         stored = self.dest.list("data")
-        orphans = sorted(set(stored) - self.cache.pack_names())
         found: dict[str, list[PackEntry]] = {}
-        for name in orphans:
+        for name in sorted(set(stored) - self.cache.pack_names()):
             try:
                 found[name] = self.read_pack_header(name, stored[name])
             except IntegrityError:
-                continue  # check --read-data reports it; never reuse a bad pack.
+                continue
+        return found
+
+    def adopt_unindexed_packs(self) -> int:
+        """Index packs a killed run stored but never indexed, so their blobs are reused."""
+        found = self._unindexed_packs()
         if found:
             self.write_index(IndexContent(packs=found))
         return len(found)
+
+    def rebuild_index(self, progress: Callable[[int, int], None] | None = None) -> tuple[int, int]:
+        """Replace every index file with new ones read from the packs' own headers (hold
+        the exclusive lock). Returns (packs indexed, packs whose header is damaged)."""
+        stored = self.dest.list("data")
+        old = {name for name in self.dest.list("index") if _is_object_name(name)}
+        found: dict[str, list[PackEntry]] = {}
+        damaged = 0
+        for done, name in enumerate(sorted(stored), start=1):
+            try:
+                found[name] = self.read_pack_header(name, stored[name])
+            except IntegrityError:
+                damaged += 1
+            if progress:
+                progress(done, len(stored))
+        names = sorted(found)
+        self.cache.clear()
+        written = set()
+        for start in range(0, len(names), REBUILD_PACKS_PER_INDEX):
+            group = {name: found[name] for name in names[start : start + REBUILD_PACKS_PER_INDEX]}
+            written.add(self.write_index(IndexContent(packs=group, superseded=sorted(old))))
+        for name in sorted(old - written):
+            self.dest.remove("index", name)
+        self.unreadable_index_files = {}
+        return len(found), damaged
 
     def write_index(self, content: IndexContent) -> str:
         sealed = encode_index(self.keys, content)
@@ -234,3 +293,6 @@ class Repository:
             raise SnapshotNotFound(f"{ref!r} {what}; see `cairn snapshots`.")
         return matches[0]
 
+
+def _is_object_name(name: str) -> bool:
+    return len(name) == 64 and not name.strip("0123456789abcdef")

@@ -9,7 +9,7 @@ from pathlib import Path
 from agent.archive.repository import Repository
 from agent.cli import Context, add_dest_options, print_json
 from agent.engine.backup import BackupOptions, run_backup
-from agent.engine.check import run_check
+from agent.engine.check import run_check, run_rebuild_index
 from agent.engine.progress import Progress
 from agent.engine.restore import RestoreOptions, not_in_snapshot, run_restore
 from agent.errors import EXIT_PARTIAL, IntegrityError, UsageError
@@ -49,6 +49,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--read-data", action="store_true", help="also read and verify every blob")
     add_dest_options(p)
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("rebuild-index", help="replace the archive's index with one read from "
+                                             "the packs (when check finds an index file damaged)")
+    add_dest_options(p)
+    p.set_defaults(func=cmd_rebuild_index)
 
     p = sub.add_parser("passphrase", help="change the archive passphrase (no data re-encrypted)")
     add_dest_options(p, json_flag=False)
@@ -117,10 +122,13 @@ def cmd_backup(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def warn_unreadable(repo: Repository) -> None:
-    """Name on stderr each snapshot the last listing left out because it is damaged."""
+    """Name on stderr each damaged snapshot or index file the repository passed over."""
     for error in repo.unreadable_snapshots.values():
         print(f"cairn: warning: {error} It is left out; `cairn check` reports the damage.",
               file=sys.stderr)
+    for error in repo.unreadable_index_files.values():
+        print(f"cairn: warning: {error} The packs it listed were read from their own headers; "
+              "`cairn rebuild-index` replaces the index.", file=sys.stderr)
 
 
 def cmd_snapshots(args: argparse.Namespace, ctx: Context) -> int:
@@ -239,6 +247,23 @@ def cmd_check(args: argparse.Namespace, ctx: Context) -> int:
             print(f"affected: {path}")
         print("No errors found." if report.ok else "The archive has errors (see above).")
     return 0 if report.ok else IntegrityError.exit_code
+
+
+def cmd_rebuild_index(args: argparse.Namespace, ctx: Context) -> int:
+    repo = ctx.open_repo(args)
+    progress = Progress()
+    try:
+        with shown(progress, "Rebuilding the index", ctx.show_progress(args)):
+            indexed, damaged = run_rebuild_index(repo, progress)
+    finally:
+        repo.close()
+    if args.json:
+        print_json({"packs_indexed": indexed, "packs_damaged": damaged})
+    else:
+        print(f"Index rebuilt from {indexed} packs."
+              + (f" {damaged} pack(s) have a damaged header and were left out; "
+                 "`cairn check --read-data` names the files they affect." if damaged else ""))
+    return IntegrityError.exit_code if damaged else 0
 
 
 def cmd_passphrase(args: argparse.Namespace, ctx: Context) -> int:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.archive.index_cache import BlobLocation, IndexCache
+from agent.archive.locks import ArchiveLock
 from agent.archive.repository import Repository
 from agent.codec.envelope import open_blob
 from agent.engine.progress import Progress
@@ -64,6 +65,9 @@ def _check(repo: Repository, read_data: bool, progress: Progress) -> CheckReport
         repo.sync_index()
     except CairnError as exc:
         report.errors.append(f"index: {exc}")
+    for error in repo.unreadable_index_files.values():
+        report.errors.append(f"index: {error} Its packs were read from their own headers; "
+                             "`cairn rebuild-index` replaces the index.")
     stored = repo.dest.list("data")
     report.packs = len(stored)
     _check_pack_sizes(repo, stored, report)
@@ -184,3 +188,19 @@ def _read_pack(repo: Repository, name: str, size: int) -> str | None:
         except CairnError as exc:
             return f"blob {entry.id.hex()[:12]} at offset {entry.offset}: {exc}"
     return reason
+
+
+def run_rebuild_index(repo: Repository, progress: Progress | None = None) -> tuple[int, int]:
+    """Replace the archive's index files with new ones read from every pack's header,
+    under the exclusive lock. Returns (packs indexed, packs whose header is damaged)."""
+    progress = progress or Progress()
+    progress.phase = "reading pack headers"
+
+    def advance(done: int, total: int) -> None:
+        progress.files_done, progress.files_total, progress.totals_known = done, total, True
+
+    lock = ArchiveLock(repo.dest, repo.keys, exclusive=True).acquire()
+    try:
+        return repo.rebuild_index(advance)
+    finally:
+        lock.release()

@@ -105,7 +105,7 @@ def run_prune(repo: Repository, policy: RetentionPolicy | PolicyFor, *, now: dat
     lock = None if dry_run else ArchiveLock(repo.dest, repo.keys, exclusive=True).acquire()
     try:
         progress.phase = "reading snapshots"
-        repo.sync_index()
+        _sync_every_index_file(repo)
         young_after = time.time() - grace_s  # packs first seen since then are kept
         snaps = _every_snapshot(repo)
         sets, decisions = _decide(snaps, policy_for, now)
@@ -147,6 +147,17 @@ def forget_snapshot(repo: Repository, ref: str) -> str:
     finally:
         lock.release()
     return names[0]
+
+
+def _sync_every_index_file(repo: Repository) -> None:
+    """The index, complete; prune stops if an index file cannot be read, since it could
+    name packs or index files that compaction must know about."""
+    try:
+        repo.sync_index(strict=True)
+    except IntegrityError as exc:
+        raise IntegrityError(
+            f"{exc} Prune removes nothing while an index file cannot be read. "
+            "`cairn rebuild-index` replaces the index from the packs' own headers.") from exc
 
 
 def _every_snapshot(repo: Repository) -> list[Snapshot]:
@@ -276,7 +287,7 @@ def _execute(repo: Repository, lock: ArchiveLock, sets: dict[SetKey, _Set],
                                              superseded))
     for name in sorted(superseded):
         repo.dest.remove("index", name)
-    repo.sync_index()
+    repo.sync_index(strict=True)
     rescued = _rescue(repo, lock, plan, marked, report)
     progress.phase = "removing packs"
     progress.files_total, progress.totals_known = len(plan.removed - rescued), True
@@ -285,7 +296,7 @@ def _execute(repo: Repository, lock: ArchiveLock, sets: dict[SetKey, _Set],
         progress.files_done += 1
         progress.bytes_done += plan.sizes[pack]
         lock.refresh_if_due()
-    repo.sync_index()
+    repo.sync_index(strict=True)
     _report_plan(report, plan, rescued, {n: p.size for n, p in written.items()})
 
 
@@ -341,7 +352,7 @@ def _mark_new_snapshots(repo: Repository, marked: set[str], live: set[bytes]) ->
     """Snapshots stored since prune started (a lapsed backup): their blobs are live too."""
     new = set(repo.dest.list("snapshots")) - marked
     if new:
-        repo.sync_index()
+        repo.sync_index(strict=True)
         reachable(repo.tree, [repo.load_snapshot(name).tree for name in sorted(new)], into=live)
     return new
 

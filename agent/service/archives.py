@@ -37,9 +37,12 @@ log = logging.getLogger("cairn.service.archives")
 
 
 def log_unreadable(repo: Repository) -> None:
-    """Log each snapshot the last listing left out because it is damaged."""
+    """Log each damaged snapshot or index file the repository passed over."""
     for error in repo.unreadable_snapshots.values():
         log.warning("%s It is left out; `cairn check` reports the damage.", error)
+    for error in repo.unreadable_index_files.values():
+        log.warning("%s The packs it listed were read from their own headers; "
+                    "`cairn rebuild-index` replaces the index.", error)
 
 LOCAL, SERVER = "local folder", "cairn server"
 
@@ -192,6 +195,7 @@ class Archives:
         try:
             repo.sync_index()
             snap = repo.find_snapshot(ref)
+            log_unreadable(repo)
             tree = snap.tree
             parts = path_components(Path(path)) if path.strip("/\\") else []
             for depth, part in enumerate(parts):

@@ -156,3 +156,51 @@ def test_when_the_newest_snapshot_is_damaged_latest_is_the_newest_readable(
     copy = restored(tmp_path / "out", src)
     assert (copy / "keep.txt").read_bytes() == b"keep\n"
     assert not (copy / "sub" / "victim.bin").exists()
+
+
+def test_damaged_index_files_are_read_around_and_rebuilt_from_the_packs(
+        cairn: Cairn, tmp_path: Path, two_snapshots: tuple) -> None:
+    """Index files only repeat what every pack's header says: when they are damaged,
+    reads and backups go on from the headers, prune refuses, and rebuild-index
+    replaces them."""
+    src, _first, second, _ = two_snapshots
+    index_files = sorted((cairn.dest / "index").rglob("*"))
+    index_files = [p for p in index_files if p.is_file()]
+    assert len(index_files) >= 2
+    for path in index_files:
+        flip_byte(path, 30)
+    cairn.home.joinpath("cache").rename(tmp_path / "old-cache")  # a computer without a cache
+
+    result = cairn.run("restore", "latest", "--target", tmp_path / "out", "--json")
+    assert result.json()["snapshot_id"] == second["snapshot_id"]
+    assert manifest(restored(tmp_path / "out", src)) == manifest(src)
+    assert "rebuild-index" in result.stderr and index_files[0].name[:12] in result.stderr
+
+    (src / "new.txt").write_bytes(b"new")
+    assert cairn.backup(src)["files_new"] == 1
+    report = cairn.check(expect=6)
+    assert len([e for e in report["errors"] if "rebuild-index" in e]) == len(index_files)
+
+    before = files_of(cairn.dest)
+    refused = cairn.run("prune", "--grace", "0", expect=6)
+    assert "Prune removes nothing" in refused.stderr
+    assert files_of(cairn.dest) == before
+
+    packs = len(cairn.data_packs())
+    assert cairn.json("rebuild-index") == {"packs_indexed": packs, "packs_damaged": 0}
+    assert not any(p.exists() for p in index_files)
+    assert cairn.check(read_data=True)["ok"]
+    cairn.run("prune", "--grace", "0")
+    cairn.restore("latest", tmp_path / "again")
+    assert manifest(restored(tmp_path / "again", src)) == manifest(src)
+
+
+def test_rebuild_index_names_packs_whose_header_is_damaged(
+        cairn: Cairn, tmp_path: Path, two_snapshots: tuple) -> None:
+    src, first, _second, victim_pack = two_snapshots
+    victim = cairn.data_packs()[victim_pack]
+    flip_byte(victim, victim.stat().st_size - 10)  # inside the encrypted header at the end
+    done = cairn.run("rebuild-index", "--json", expect=6)
+    assert done.json() == {"packs_indexed": len(cairn.data_packs()) - 1, "packs_damaged": 1}
+    cairn.restore(first["snapshot_id"], tmp_path / "first")  # never used the damaged pack
+    assert (restored(tmp_path / "first", src) / "keep.txt").read_bytes() == b"keep\n"
