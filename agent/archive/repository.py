@@ -10,7 +10,7 @@ from pathlib import Path
 from agent.archive.index_cache import BlobLocation, IndexCache
 from agent.archive.index_file import IndexContent, decode_index, encode_index
 from agent.codec.envelope import NO_ID, ObjectType, open_blob, open_sealed, seal
-from agent.codec.keys import ArchiveKeys, make_key_file, parse_key_file, unwrap_key_file
+from agent.codec.keys import ArchiveKeys, checked_key_file, make_key_file, unwrap_key_file
 from agent.dest.base import Destination
 from agent.errors import (
     ArchiveError,
@@ -48,13 +48,18 @@ class Repository:
 
     # --- creating and opening -------------------------------------------------
 
-    @classmethod
-    def create(cls, dest: Destination, passphrase: str, cache_root: Path) -> Repository:
+    @staticmethod
+    def check_creatable(dest: Destination) -> None:
+        """Refuse a destination that holds something but no archive."""
         if not dest.is_empty():
             raise ArchiveError(
                 f"{dest.description} is not empty and holds no Cairn archive; "
                 "choose an empty folder or an existing archive."
             )
+
+    @classmethod
+    def create(cls, dest: Destination, passphrase: str, cache_root: Path) -> Repository:
+        cls.check_creatable(dest)
         keys = ArchiveKeys.generate()
         key_file = make_key_file(keys, passphrase)
         dest.put_bytes("keys", sha256_hex(key_file), key_file)
@@ -65,12 +70,24 @@ class Repository:
         names = dest.list("keys")
         if not names:
             raise NotAnArchive(f"{dest.description} is not a Cairn archive (it has no key files).")
+        damaged = []
         for name in sorted(names):  # the order agent.archive.unlock_early expects
-            doc = parse_key_file(dest.read("keys", name))
+            doc = checked_key_file(name, dest.read("keys", name))
+            if doc is None:
+                damaged.append(name[:12])
+                continue
             keys = unwrap_key_file(doc, passphrase)
             if keys is not None:
                 return cls(dest, keys, cache_root)
-        raise WrongPassphrase("Wrong passphrase: it opens none of this archive's keys.")
+        if len(damaged) == len(names):
+            which = f"key file ({damaged[0]}) is" if len(damaged) == 1 else \
+                f"key files ({', '.join(damaged)}) are"
+            raise IntegrityError(
+                f"This archive's {which} damaged, so no passphrase can open the archive; put "
+                "back the keys folder from a copy of the archive.")
+        skipped = f" ({len(damaged)} damaged key file skipped: {', '.join(damaged)})" \
+            if damaged else ""
+        raise WrongPassphrase(f"Wrong passphrase: it opens none of this archive's keys{skipped}.")
 
     def add_passphrase(self, passphrase: str) -> str:
         """Write another key file for the same master key; returns its name."""
@@ -85,7 +102,8 @@ class Repository:
         for name in self.dest.list("keys"):
             if name == keep:
                 continue
-            if unwrap_key_file(parse_key_file(self.dest.read("keys", name)), old_passphrase):
+            doc = checked_key_file(name, self.dest.read("keys", name))
+            if doc is not None and unwrap_key_file(doc, old_passphrase):
                 self.dest.remove("keys", name)
                 removed += 1
         return removed

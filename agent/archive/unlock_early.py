@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.codec.keys import derive_early, parse_key_file, prepare_new_key
+from agent.codec.keys import checked_key_file, derive_early, prepare_new_key
 from agent.dest.local import LocalDestination
 from agent.errors import CairnError
 
@@ -30,7 +30,9 @@ def unlock_early(dest_root: str, passphrase: str) -> None:
                 prepare_new_key(passphrase)
             return
         for name in sorted(names):
-            doc = parse_key_file(dest.read("keys", name))
+            doc = checked_key_file(name, dest.read("keys", name))
+            if doc is None:
+                continue  # damaged: Repository.open skips it too
             if doc.get("kind") == "passphrase" and isinstance(doc.get("kdf"), dict):
                 derive_early(passphrase, doc["kdf"])
                 return

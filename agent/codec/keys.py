@@ -23,6 +23,7 @@ the key file code then takes that result.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import socket
@@ -176,6 +177,17 @@ def parse_key_file(raw: bytes) -> dict:
             f"This archive was written by a newer Cairn (key file format {version}); upgrade Cairn."
         )
     return doc
+
+
+def checked_key_file(name: str, raw: bytes) -> dict | None:
+    """The key file ``raw`` stored as ``name``, parsed; None if it is damaged (its
+    SHA-256 is not its name, or it is no key file). A newer format raises NewerFormat."""
+    if hashlib.sha256(raw).hexdigest() != name:
+        return None
+    try:
+        return parse_key_file(raw)
+    except NotAnArchive:
+        return None
 
 
 def unwrap_key_file(doc: dict, passphrase: str) -> ArchiveKeys | None:

@@ -64,6 +64,7 @@ def _open_or_create(args: argparse.Namespace, ctx: Context) -> tuple[Repository,
     dest = ctx.destination(args)
     if ctx.remote(args) is not None or dest.list("keys"):
         return ctx.open_repo(args), False
+    Repository.check_creatable(dest)  # before asking for a passphrase
     if not args.json:
         print(f"Creating a new archive in {dest.description}", file=sys.stderr)
     passphrase = ctx.passphrase(confirm=True, prompt="New archive passphrase: ")

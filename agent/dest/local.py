@@ -59,7 +59,11 @@ class LocalDestination:
         return self.root / kind / name
 
     def is_empty(self) -> bool:
-        return not self.root.exists() or not any(self.root.iterdir())
+        if self.root.exists() and not self.root.is_dir():
+            raise DestinationError(f"{self.root} is a file, not a folder: an archive needs a "
+                                   "folder of its own.")
+        with _translated(f"read {self.root}"):
+            return not self.root.exists() or not any(self.root.iterdir())
 
     def list(self, kind: str) -> dict[str, int]:
         folder = self.root / kind

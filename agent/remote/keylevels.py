@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.archive.repository import sha256_hex
-from agent.codec.keys import ArchiveKeys, make_key_file, parse_key_file, unwrap_key_file
+from agent.codec.keys import ArchiveKeys, checked_key_file, make_key_file, unwrap_key_file
 from agent.credentials import SecretStore
 from agent.dest.base import Destination
 from agent.dest.retry import INTERACTIVE, retrying
@@ -132,9 +132,13 @@ class KeyManager:
                                                            sealing.DEVICE))
 
     def _from_password(self) -> ArchiveKeys:
-        files = [parse_key_file(self._dest.read("keys", name)) for name in self._dest.list("keys")]
+        names = self._dest.list("keys")
+        files = [doc for name in sorted(names)
+                 if (doc := checked_key_file(name, self._dest.read("keys", name))) is not None]
         if not files:
-            raise KeyNotAvailable("The archive password key file is missing from the server.")
+            raise KeyNotAvailable("The archive password key file is missing from the server."
+                                  if not names else "The archive password key file on the "
+                                  "server is damaged; no password can open it.")
         password = self._ask(False)
         for doc in files:
             keys = unwrap_key_file(doc, password)

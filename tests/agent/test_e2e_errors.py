@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -13,8 +14,9 @@ from tests.agent.oshelp import child_can_read, small_tmpfs, unreadable_for_child
 from tests.agent.strategies import random_bytes
 from tests.agent.treespec import File, build, manifest, restored
 
-EXIT_USAGE, EXIT_PARTIAL, EXIT_ARCHIVE, EXIT_PASSPHRASE, EXIT_FULL, EXIT_NO_SNAPSHOT = (
-    2, 3, 4, 5, 8, 9)
+EXIT_USAGE, EXIT_PARTIAL, EXIT_ARCHIVE, EXIT_PASSPHRASE, EXIT_INTEGRITY, EXIT_FULL = (
+    2, 3, 4, 5, 6, 8)
+EXIT_DESTINATION, EXIT_NO_SNAPSHOT = 7, 9
 
 
 def listing(root: Path) -> dict[str, int]:
@@ -61,9 +63,38 @@ def test_not_an_archive(cairn: Cairn, tmp_path: Path, contents: dict, commands: 
 def test_backup_into_a_non_empty_folder_that_is_no_archive(cairn: Cairn, tmp_path: Path) -> None:
     src = build(tmp_path / "src", {"a.txt": File(b"a")})
     folder = build(tmp_path / "photos", {"holiday.jpg": File(b"jpeg")})
-    result = cairn.run("backup", src, "--json", dest=folder, expect=EXIT_ARCHIVE)
-    assert "not empty" in one_sentence(result.stderr)
+    for extra in (["--json"], []):  # no "Creating a new archive" before the refusal
+        result = cairn.run("backup", src, *extra, dest=folder, expect=EXIT_ARCHIVE)
+        assert "not empty" in one_sentence(result.stderr)
     assert sorted(os.listdir(folder)) == ["holiday.jpg"]
+
+
+def test_a_destination_that_is_a_file_is_a_sentence(cairn: Cairn, tmp_path: Path) -> None:
+    src = build(tmp_path / "src", {"a.txt": File(b"a")})
+    not_a_folder = tmp_path / "notes.txt"
+    not_a_folder.write_bytes(b"mine")
+    result = cairn.run("backup", src, dest=not_a_folder, expect=EXIT_DESTINATION)
+    assert "is a file, not a folder" in one_sentence(result.stderr)
+    assert not_a_folder.read_bytes() == b"mine"
+
+
+def test_a_damaged_key_file_is_named_not_taken_for_a_wrong_passphrase(archived: tuple) -> None:
+    cairn, _src, _ = archived
+    (key,) = [p for p in (cairn.dest / "keys").rglob("*") if p.is_file()]
+    original = key.read_bytes()
+    junk = b"not a key file\n"
+    (key.parent / hashlib.sha256(junk).hexdigest()).write_bytes(junk)
+    cairn.run("snapshots")  # the intact key file still opens the archive
+    wrong = cairn.run("snapshots", passphrase="not the passphrase", expect=EXIT_PASSPHRASE)
+    assert "1 damaged key file skipped" in one_sentence(wrong.stderr)
+    damaged = bytearray(original)
+    damaged[len(damaged) // 2] ^= 0x01
+    key.write_bytes(bytes(damaged))
+    for passphrase in (None, "not the passphrase"):
+        result = cairn.run("snapshots", passphrase=passphrase, expect=EXIT_INTEGRITY)
+        sentence = one_sentence(result.stderr)
+        assert "key files" in sentence and "damaged" in sentence
+        assert "Wrong passphrase" not in sentence
 
 
 def test_nonexistent_source(cairn: Cairn, tmp_path: Path) -> None:
@@ -124,7 +155,9 @@ def test_newer_key_file_version_is_refused(archived: tuple) -> None:
     (key_file,) = (cairn.dest / "keys").iterdir()
     doc = json.loads(key_file.read_bytes())
     doc["version"] = 99
-    key_file.write_text(json.dumps(doc))
+    newer = json.dumps(doc).encode()
+    key_file.unlink()  # a newer Cairn names its key files by their SHA-256 too
+    (key_file.parent / hashlib.sha256(newer).hexdigest()).write_bytes(newer)
     for args in (["snapshots"], ["backup", src]):
         result = cairn.run(*args, expect=EXIT_ARCHIVE)
         assert "newer" in one_sentence(result.stderr)
