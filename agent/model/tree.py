@@ -91,9 +91,17 @@ def decode_tree(plain: bytes) -> list[dict]:
         if hostile or name in seen:
             raise IntegrityError(f"A tree blob has a hostile or duplicate name {name!r}.")
         seen.add(name)
+        if node["type"] == "symlink" and "subtree" in node and not _has_target(node):
+            # Written before 2026-12-06 for a symlinked folder on the way to a backed-up
+            # path (docs/format.md, §8): the folder it led to, with its subtree.
+            node["type"] = "dir"
         if not _fields_valid(node):
             raise IntegrityError(f"A tree blob has a malformed entry {name!r}.")
     return nodes
+
+
+def _has_target(node: dict) -> bool:
+    return "target" in node or "target_raw" in node
 
 
 def _is_id(value: object) -> bool:

@@ -147,9 +147,15 @@ class Walker:
             self._visit(path, name, None, old, parent)
             return
         try:
-            st = os.lstat(path)
+            # A folder on the way to a backed-up path, followed if it is a symlink (macOS's
+            # /tmp and /var, a /home linked elsewhere): it is recorded as the folder it
+            # leads to, since the backed-up paths below it are reached through it.
+            st = os.stat(path)
         except OSError as exc:
             self._on_error(f"{path}: {exc.strerror}")
+            return
+        if not stat.S_ISDIR(st.st_mode):
+            self._on_error(f"{path}: not a folder")
             return
         task = DirTask(path=path, node=stat_node(name, st))
         children = _OldTree(self._load_tree, self._old_tree_id(path, old.get(name)))

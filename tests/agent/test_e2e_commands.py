@@ -72,3 +72,22 @@ def test_passphrase_change_to_the_same_passphrase_is_refused(cairn: Cairn, tmp_p
     result = cairn.run("passphrase", env={"CAIRN_NEW_PASSPHRASE": cairn.passphrase}, expect=2)
     assert "same" in result.stderr
     assert sorted((cairn.dest / "keys").iterdir()) == keys
+
+
+def test_a_path_reached_through_a_symlinked_folder_is_backed_up_and_kept(
+        cairn: Cairn, tmp_path: Path) -> None:
+    """macOS's /tmp and /var, or a /home linked elsewhere: the folders on the way are
+    recorded as the folders they lead to, so the data below restores, and prune (which
+    follows folders only) keeps it."""
+    inner = build(tmp_path / "real" / "inner", {"a.txt": File(b"a"), "d": {"b.txt": File(b"b")}})
+    (tmp_path / "lnk").symlink_to(tmp_path / "real")
+    through = tmp_path / "lnk" / "inner"
+    cairn.backup(through)
+    listed = {e["path"]: e["type"] for e in cairn.json("ls", "latest")}
+    assert listed[str(tmp_path / "lnk")] == "dir"
+    assert listed[str(through / "d" / "b.txt")] == "file"
+    cairn.run("prune", "--keep-within", "0", "--hourly", "0", "--daily", "0", "--weekly", "0",
+              "--monthly", "1y", "--grace", "0")
+    assert cairn.check(read_data=True)["ok"]
+    cairn.restore("latest", tmp_path / "out")
+    assert manifest(restored(tmp_path / "out", through)) == manifest(inner)

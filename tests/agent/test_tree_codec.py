@@ -118,3 +118,17 @@ def test_decode_tree_fails_only_with_integrity_errors(nodes: list) -> None:
 def test_decode_name_without_a_name_is_an_integrity_error() -> None:
     with pytest.raises(CairnError):
         decode_name({"type": "file"}, "name")
+
+
+def test_a_symlinked_folder_on_the_way_recorded_by_older_versions_reads_as_a_folder() -> None:
+    """Before 2026-12-06 a backup of /tmp/x/lnk/inner (lnk → a folder) recorded ``lnk``
+    as a symlink with a subtree and no target: restore refused it and prune's reachability
+    did not follow it. Read as the folder it led to, its data is restorable and live."""
+    subtree = "ab" * 32
+    plain = encode_tree([node("lnk", "symlink", subtree=subtree), node("ok", "symlink",
+                                                                       target="elsewhere")])
+    lnk, ok = decode_tree(plain)
+    assert lnk["type"] == "dir" and lnk["subtree"] == subtree
+    assert ok["type"] == "symlink" and "subtree" not in ok
+    with pytest.raises(IntegrityError):  # a symlink with a subtree must still name an ID
+        decode_tree(encode_tree([node("bad", "symlink", subtree="not an id")]))
