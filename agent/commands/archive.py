@@ -85,6 +85,10 @@ def cmd_backup(args: argparse.Namespace, ctx: Context) -> int:
         path = Path(raw).expanduser().absolute()
         if not path.exists() and not path.is_symlink():
             raise UsageError(f"Cannot back up {raw}: it does not exist.")
+        if path.is_symlink():
+            print(f"cairn: warning: {raw} is a symbolic link; it is backed up as the link "
+                  f"itself, not what it points to ({path.resolve()}): name that to back it up.",
+                  file=sys.stderr)
         paths.append(path)
     repo, _created = _open_or_create(args, ctx)
     if not paths and remote is not None:

@@ -91,3 +91,12 @@ def test_a_path_reached_through_a_symlinked_folder_is_backed_up_and_kept(
     assert cairn.check(read_data=True)["ok"]
     cairn.restore("latest", tmp_path / "out")
     assert manifest(restored(tmp_path / "out", through)) == manifest(inner)
+
+
+def test_backing_up_a_symlink_says_the_link_itself_is_backed_up(
+        cairn: Cairn, tmp_path: Path) -> None:
+    build(tmp_path / "real", {"a.txt": File(b"a")})
+    (tmp_path / "Documents").symlink_to(tmp_path / "real")
+    result = cairn.run("backup", tmp_path / "Documents", "--json")
+    assert result.json()["files_total"] == 0
+    assert "symbolic link" in result.stderr and str(tmp_path / "real") in result.stderr
