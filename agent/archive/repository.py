@@ -185,28 +185,32 @@ class Repository:
 
     def rebuild_index(self, progress: Callable[[int, int], None] | None = None) -> tuple[int, int]:
         """Replace every index file with new ones read from the packs' own headers (hold
-        the exclusive lock). Returns (packs indexed, packs whose header is damaged)."""
+        the exclusive lock). Returns (packs indexed, packs whose header is damaged).
+
+        Only the last new index file supersedes the old ones, so a run killed midway
+        leaves the old index live beside what it wrote; run it again to finish."""
         stored = self.dest.list("data")
-        old = {name for name in self.dest.list("index") if _is_object_name(name)}
-        found: dict[str, list[PackEntry]] = {}
-        damaged = 0
+        old = sorted(name for name in self.dest.list("index") if _is_object_name(name))
+        self.cache.clear()
+        group: dict[str, list[PackEntry]] = {}
+        indexed = damaged = 0
         for done, name in enumerate(sorted(stored), start=1):
             try:
-                found[name] = self.read_pack_header(name, stored[name])
+                group[name] = self.read_pack_header(name, stored[name])
+                indexed += 1
             except IntegrityError:
                 damaged += 1
+            if len(group) == REBUILD_PACKS_PER_INDEX:
+                self.write_index(IndexContent(packs=group))
+                group = {}
             if progress:
                 progress(done, len(stored))
-        names = sorted(found)
-        self.cache.clear()
-        written = set()
-        for start in range(0, len(names), REBUILD_PACKS_PER_INDEX):
-            group = {name: found[name] for name in names[start : start + REBUILD_PACKS_PER_INDEX]}
-            written.add(self.write_index(IndexContent(packs=group, superseded=sorted(old))))
-        for name in sorted(old - written):
+        if group or old:
+            self.write_index(IndexContent(packs=group, superseded=old))
+        for name in old:
             self.dest.remove("index", name)
         self.unreadable_index_files = {}
-        return len(found), damaged
+        return indexed, damaged
 
     def write_index(self, content: IndexContent) -> str:
         sealed = encode_index(self.keys, content)

@@ -204,3 +204,34 @@ def test_rebuild_index_names_packs_whose_header_is_damaged(
     assert done.json() == {"packs_indexed": len(cairn.data_packs()) - 1, "packs_damaged": 1}
     cairn.restore(first["snapshot_id"], tmp_path / "first")  # never used the damaged pack
     assert (restored(tmp_path / "first", src) / "keep.txt").read_bytes() == b"keep\n"
+
+
+def test_rebuild_index_in_groups_supersedes_the_old_index_last(
+        cairn: Cairn, tmp_path: Path, two_snapshots: tuple,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run killed after some groups leaves the old index live beside them: only the
+    last index file written names the old ones as superseded."""
+    from agent.archive import repository
+    from agent.archive.repository import Repository
+    from agent.dest.local import LocalDestination
+
+    src, _first, second, _ = two_snapshots
+    old = {p.name for p in (cairn.dest / "index").iterdir()}
+    monkeypatch.setattr(repository, "REBUILD_PACKS_PER_INDEX", 1)
+    repo = Repository.open(LocalDestination(cairn.dest), cairn.passphrase, tmp_path / "cache")
+    written: list[tuple[int, list[str]]] = []
+    real_write = repo.write_index
+    repo.write_index = lambda content: (  # type: ignore[method-assign]
+        written.append((len(content.packs), list(content.superseded))), real_write(content))[1]
+    packs = len(cairn.data_packs())
+    try:
+        assert repo.rebuild_index() == (packs, 0)
+    finally:
+        repo.close()
+    assert [n for n, _ in written] == [1] * packs + [0]  # then the one that supersedes
+    assert all(not superseded for _, superseded in written[:-1])
+    assert sorted(written[-1][1]) == sorted(old)
+    assert not old & {p.name for p in (cairn.dest / "index").iterdir()}
+    assert cairn.check(read_data=True)["ok"]
+    cairn.restore(second["snapshot_id"], tmp_path / "out")
+    assert manifest(restored(tmp_path / "out", src)) == manifest(src)
