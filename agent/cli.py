@@ -141,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(paths: AgentPaths) -> None:
+    logging.raiseExceptions = False  # a log line on a full disk is lost, not a traceback
     try:
         paths.logs.mkdir(parents=True, exist_ok=True)
         handler: logging.Handler = RotatingFileHandler(

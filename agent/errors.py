@@ -22,6 +22,7 @@
     │   ├── ServerUnreachable       exit 15  network error, 5xx or 429 (retried first)
     │   └── CertificateNotTrusted   exit 16  TLS verification or certificate pin failed
     ├── SnapshotNotFound            exit 9
+    ├── CacheNotWritable            exit 8   the agent home's cache cannot be written (full)
     └── Interrupted                 exit 130
 
 Lower-layer errors (OSError, cryptography's InvalidTag, zstd errors) are caught at
@@ -67,6 +68,12 @@ class DestinationError(CairnError):
 
 
 class DestinationFull(DestinationError):
+    exit_code = 8
+
+
+class CacheNotWritable(CairnError):
+    """The agent home's cache (SQLite) cannot be written: its disk is full, or failing."""
+
     exit_code = 8
 
 

@@ -12,13 +12,13 @@ this computer first saw each pack: prune's grace period, measured on one clock).
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.archive.cache_db import open_cache, write_transaction
 from agent.archive.known_ids import KnownIds
 from agent.codec.envelope import ObjectType
 from agent.pack.format import PackEntry
@@ -50,11 +50,9 @@ class IndexCache:
     """Blob locations by ID, persisted in SQLite; safe to share between threads."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        self.path = self._path = path
+        self._db = open_cache(path, SCHEMA, "PRAGMA journal_mode=WAL",
+                              "PRAGMA synchronous=NORMAL")
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -69,8 +67,9 @@ class IndexCache:
             return {row[0] for row in self._db.execute("SELECT name FROM packs")}
 
     def clear(self) -> None:
-        with self._lock:
-            self._db.executescript("DELETE FROM blobs; DELETE FROM packs; DELETE FROM index_files;")
+        with self._lock, write_transaction(self._db, self._path):
+            for table in ("blobs", "packs", "index_files"):
+                self._db.execute(f"DELETE FROM {table}")
 
     def superseded(self) -> set[str]:
         """Index files that an index file this cache has read replaces."""
@@ -87,27 +86,21 @@ class IndexCache:
             superseded: Iterable[str] = ()) -> None:
         """Record packs (from one index file, or found unindexed) in one transaction."""
         now = time.time()
-        with self._lock:
+        with self._lock, write_transaction(self._db, self._path):
             db = self._db
-            db.execute("BEGIN")
-            try:
-                db.executemany("INSERT OR IGNORE INTO superseded VALUES (?)",
-                               [(name,) for name in superseded])
-                for pack, entries in packs.items():
-                    db.execute("INSERT OR IGNORE INTO pack_seen VALUES (?, ?)", (pack, now))
-                    db.execute("INSERT OR IGNORE INTO packs(name) VALUES (?)", (pack,))
-                    (pack_id,) = db.execute("SELECT id FROM packs WHERE name=?", (pack,)).fetchone()
-                    db.executemany(
-                        "INSERT OR IGNORE INTO blobs VALUES (?,?,?,?,?,?)",
-                        [(e.id, pack_id, e.type, e.offset, e.length, e.raw_length)
-                         for e in entries],
-                    )
-                if index_name:
-                    db.execute("INSERT OR IGNORE INTO index_files VALUES (?)", (index_name,))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+            db.executemany("INSERT OR IGNORE INTO superseded VALUES (?)",
+                           [(name,) for name in superseded])
+            for pack, entries in packs.items():
+                db.execute("INSERT OR IGNORE INTO pack_seen VALUES (?, ?)", (pack, now))
+                db.execute("INSERT OR IGNORE INTO packs(name) VALUES (?)", (pack,))
+                (pack_id,) = db.execute("SELECT id FROM packs WHERE name=?", (pack,)).fetchone()
+                db.executemany(
+                    "INSERT OR IGNORE INTO blobs VALUES (?,?,?,?,?,?)",
+                    [(e.id, pack_id, e.type, e.offset, e.length, e.raw_length)
+                     for e in entries],
+                )
+            if index_name:
+                db.execute("INSERT OR IGNORE INTO index_files VALUES (?)", (index_name,))
 
     def lookup(self, blob_id: bytes) -> BlobLocation | None:
         with self._lock:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
+from agent.archive.cache_db import IN_MEMORY
 from agent.archive.index_cache import BlobLocation, IndexCache
 from agent.archive.index_file import IndexContent, decode_index, encode_index
 from agent.codec.envelope import NO_ID, ObjectType, open_blob, open_sealed, seal
@@ -14,6 +15,7 @@ from agent.codec.keys import ArchiveKeys, checked_key_file, make_key_file, unwra
 from agent.dest.base import Destination
 from agent.errors import (
     ArchiveError,
+    CacheNotWritable,
     IntegrityError,
     NotAnArchive,
     SnapshotNotFound,
@@ -38,7 +40,9 @@ class Repository:
         self.dest = dest
         self.keys = keys
         self.cache_dir = cache_root / keys.archive_id
-        self.cache = IndexCache(self.cache_dir / "index.sqlite")
+        # Writes to the local cache that failed (Cairn then went on without them).
+        self.cache_problems: list[str] = []
+        self.cache = self._open_cache(self.cache_dir / "index.sqlite")
         self._tree = lru_cache(maxsize=4096)(self._load_tree)
         # Snapshots the last listing left out because they could not be read, by name.
         self.unreadable_snapshots: dict[str, IntegrityError] = {}
@@ -113,7 +117,27 @@ class Repository:
 
     # --- index ------------------------------------------------------------------
 
+    def _open_cache(self, path: Path) -> IndexCache:
+        try:
+            return IndexCache(path)
+        except CacheNotWritable as exc:
+            self.note_cache_problem(exc)
+            return IndexCache(IN_MEMORY)
+
     def sync_index(self, *, strict: bool = False) -> None:
+        """``_sync_index``; if the local cache cannot be written (a full disk), again with
+        a cache in memory."""
+        try:
+            self._sync_index(strict)
+        except CacheNotWritable as exc:
+            if self.cache.path == IN_MEMORY:
+                raise
+            self.note_cache_problem(exc)
+            self.cache.close()
+            self.cache = IndexCache(IN_MEMORY)
+            self._sync_index(strict)
+
+    def _sync_index(self, strict: bool) -> None:
         """Bring the cache up to date with the destination's live index files.
 
         An index file is live when it is stored and no index file read so far
@@ -216,8 +240,27 @@ class Repository:
         sealed = encode_index(self.keys, content)
         name = sha256_hex(sealed)
         self.dest.put_bytes("index", name, sealed)
-        self.cache.add(name, content.packs, content.superseded)
+        try:
+            self.cache.add(name, content.packs, content.superseded)
+        except CacheNotWritable as exc:  # stored: the next sync reads the file again
+            self.note_cache_problem(exc)
         return name
+
+    def warnings(self) -> list[str]:
+        """What this repository passed over so far, as sentences for the user."""
+        return ([f"{e} It is left out; `cairn check` reports the damage."
+                 for e in self.unreadable_snapshots.values()]
+                + [f"{e} The packs it listed were read from their own headers; "
+                   "`cairn rebuild-index` replaces the index."
+                   for e in self.unreadable_index_files.values()]
+                + [f"{p} Cairn went on without it: the archive holds everything it caches."
+                   for p in self.cache_problems])
+
+    def note_cache_problem(self, exc: CacheNotWritable) -> None:
+        """Remember (once) that the local cache could not take a write the archive no
+        longer needs it for; the caller's command reports it as a warning."""
+        if str(exc) not in self.cache_problems:
+            self.cache_problems.append(str(exc))
 
     def read_pack_header(self, pack: str, size: int) -> list[PackEntry]:
         tail_len = min(size, 64 * 1024)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from agent.archive.repository import Repository
 from agent.cli import Context, print_json
-from agent.commands.archive import warn_unreadable
+from agent.commands.archive import print_warnings
 from agent.engine.progress import Progress
 from agent.engine.restore import RestoreOptions, run_restore
 from agent.errors import IntegrityError, UsageError
@@ -80,7 +80,7 @@ def cmd_admin_restore(args: argparse.Namespace, ctx: Context) -> int:
 
 def _list(repo: Repository, as_json: bool) -> int:
     snaps = repo.readable_snapshots()
-    warn_unreadable(repo)
+    print_warnings(repo)
     code = IntegrityError.exit_code if repo.unreadable_snapshots else 0
     if as_json:
         print_json([{"id": s.id, "short_id": s.id[:8], "time": s.time, "host": s.host,
@@ -98,7 +98,7 @@ def _list(repo: Repository, as_json: bool) -> int:
 def _restore(repo: Repository, args: argparse.Namespace, ctx: Context) -> int:
     repo.sync_index()
     snap = repo.find_snapshot(args.snapshot)
-    warn_unreadable(repo)
+    print_warnings(repo)
     options = RestoreOptions(target=Path(args.target).expanduser().absolute(),
                              includes=tuple(args.include))
     progress = Progress()

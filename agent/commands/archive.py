@@ -104,7 +104,7 @@ def cmd_backup(args: argparse.Namespace, ctx: Context) -> int:
             result = run_backup(repo, options, progress)
     finally:
         repo.close()
-    warn_unreadable(repo)
+    print_warnings(repo)
     counts, snap = result.counts, result.snapshot
     if remote is not None:
         remote.report_backup(snap)
@@ -126,21 +126,18 @@ def cmd_backup(args: argparse.Namespace, ctx: Context) -> int:
     return EXIT_PARTIAL if result.errors else 0
 
 
-def warn_unreadable(repo: Repository) -> None:
-    """Name on stderr each damaged snapshot or index file the repository passed over."""
-    for error in repo.unreadable_snapshots.values():
-        print(f"cairn: warning: {error} It is left out; `cairn check` reports the damage.",
-              file=sys.stderr)
-    for error in repo.unreadable_index_files.values():
-        print(f"cairn: warning: {error} The packs it listed were read from their own headers; "
-              "`cairn rebuild-index` replaces the index.", file=sys.stderr)
+def print_warnings(repo: Repository) -> None:
+    """Print on stderr what the repository passed over: damaged snapshots or index files,
+    and local cache writes that failed after the archive was written."""
+    for warning in repo.warnings():
+        print(f"cairn: warning: {warning}", file=sys.stderr)
 
 
 def cmd_snapshots(args: argparse.Namespace, ctx: Context) -> int:
     repo = ctx.open_repo(args)
     snaps = [s for s in repo.readable_snapshots() if args.device in (None, s.device)]
     repo.close()
-    warn_unreadable(repo)
+    print_warnings(repo)
     code = IntegrityError.exit_code if repo.unreadable_snapshots else 0
     if args.json:
         print_json([{"id": s.id, "short_id": s.id[:8], "time": s.time, "host": s.host,
@@ -161,7 +158,7 @@ def cmd_ls(args: argparse.Namespace, ctx: Context) -> int:
     try:
         repo.sync_index()
         snap = repo.find_snapshot(args.snapshot)
-        warn_unreadable(repo)
+        print_warnings(repo)
         entries = []
         stack = [(snap.tree, "")]
         while stack:
@@ -205,7 +202,7 @@ def cmd_restore(args: argparse.Namespace, ctx: Context) -> int:
     try:
         repo.sync_index()
         snap = repo.find_snapshot(args.snapshot)
-        warn_unreadable(repo)
+        print_warnings(repo)
         options = RestoreOptions(target=Path(args.target).expanduser().absolute(),
                                  includes=tuple(args.include))
         with shown(progress, "Restoring", ctx.show_progress(args)):

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import cast
 
 from agent import __version__
+from agent.archive.cache_db import IN_MEMORY
 from agent.archive.locks import ArchiveLock
 from agent.archive.reach import count_missing
 from agent.archive.repository import Repository
@@ -51,7 +52,7 @@ from agent.engine.lending import LentChunks
 from agent.engine.progress import Progress
 from agent.engine.sealworkers import BatchResult, SealPool, WorkerLost
 from agent.engine.sink import PackSink
-from agent.errors import ArchiveError, Interrupted
+from agent.errors import ArchiveError, CacheNotWritable, Interrupted
 from agent.model.snapshot import Snapshot, now_iso
 from agent.model.tree import decode_name, encode_tree, sort_nodes
 from agent.scan.dircache import DirCache
@@ -366,7 +367,11 @@ def run_backup(repo: Repository, options: BackupOptions,
         if options.count_totals:
             _start_counting(options, progress)
         progress.phase = "backing up"
-        dircache = DirCache(repo.cache_dir / "dirs.sqlite")
+        try:
+            dircache = DirCache(repo.cache_dir / "dirs.sqlite")
+        except CacheNotWritable as exc:  # the folder cache is a speed-up only
+            repo.note_cache_problem(exc)
+            dircache = DirCache(IN_MEMORY)
         try:
             root, walker = _walk_and_build(repo, sink, options, progress, parent, lock, dircache)
             progress.phase = "finishing"
@@ -385,7 +390,10 @@ def run_backup(repo: Repository, options: BackupOptions,
                         program_version=__version__)
         _check_after_lapse(repo, lock, root, progress)
         repo.save_snapshot(snap)
-        dircache.commit()
+        try:
+            dircache.commit()
+        except CacheNotWritable as exc:  # the snapshot is saved; the next run reads trees
+            repo.note_cache_problem(exc)
         dircache.close()
         progress.phase = "done"
         return BackupResult(snap, counts, sink.bytes_stored, time.monotonic() - started,

@@ -14,10 +14,11 @@ file only makes the next backup load trees from the archive instead.
 from __future__ import annotations
 
 import os
-import sqlite3
 import struct
 from collections.abc import Iterator
 from pathlib import Path
+
+from agent.archive.cache_db import open_cache, write_transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS dirs (path BLOB PRIMARY KEY, fp BLOB, tree TEXT);
@@ -32,10 +33,8 @@ _PENDING = struct.Struct("<IB32s")
 
 class DirCache:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SCHEMA)
+        self._path = path
+        self._db = open_cache(path, SCHEMA, "PRAGMA journal_mode=WAL")
         self._pending = bytearray()
         self._loaded: dict[bytes, tuple[bytes, str]] = {}
         self._new_totals: dict[str, tuple[int, int, int]] = {}
@@ -72,15 +71,10 @@ class DirCache:
     def commit(self) -> None:
         """Store what this run recorded (call after its snapshot is saved)."""
         db = self._db
-        db.execute("BEGIN")  # one transaction (the connection is in autocommit mode)
-        try:
+        with write_transaction(db, self._path):  # one (the connection is in autocommit mode)
             db.executemany("INSERT OR REPLACE INTO dirs VALUES (?,?,?)", self._pending_rows())
             db.executemany("INSERT OR REPLACE INTO totals VALUES (?,?,?,?)",
                            [(t, *v) for t, v in self._new_totals.items()])
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         self._pending, self._new_totals = bytearray(), {}
 
     def _pending_rows(self) -> Iterator[tuple[bytes, bytes, str]]:

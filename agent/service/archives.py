@@ -36,13 +36,10 @@ from agent.service.secrets import SECRETS, read_passphrase_file
 log = logging.getLogger("cairn.service.archives")
 
 
-def log_unreadable(repo: Repository) -> None:
-    """Log each damaged snapshot or index file the repository passed over."""
-    for error in repo.unreadable_snapshots.values():
-        log.warning("%s It is left out; `cairn check` reports the damage.", error)
-    for error in repo.unreadable_index_files.values():
-        log.warning("%s The packs it listed were read from their own headers; "
-                    "`cairn rebuild-index` replaces the index.", error)
+def log_warnings(repo: Repository) -> None:
+    """Log what the repository passed over (see ``Repository.warnings``)."""
+    for warning in repo.warnings():
+        log.warning("%s", warning)
 
 LOCAL, SERVER = "local folder", "cairn server"
 
@@ -181,7 +178,7 @@ class Archives:
             snaps = repo.readable_snapshots()
         finally:
             repo.close()
-        log_unreadable(repo)
+        log_warnings(repo)
         wanted = sorted(cfg.paths)
         return [SnapshotInfo(s.id, s.time, s.host, s.device, s.paths,
                              int(s.summary.get("files_total", 0)),
@@ -195,7 +192,7 @@ class Archives:
         try:
             repo.sync_index()
             snap = repo.find_snapshot(ref)
-            log_unreadable(repo)
+            log_warnings(repo)
             tree = snap.tree
             parts = path_components(Path(path)) if path.strip("/\\") else []
             for depth, part in enumerate(parts):

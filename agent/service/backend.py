@@ -20,7 +20,7 @@ from agent.retention.policy import RetentionPolicy
 from agent.service import config as cfgmod
 from agent.service import schedule
 from agent.service import status as statusmod
-from agent.service.archives import dest_spec, log_unreadable
+from agent.service.archives import dest_spec, log_warnings
 from agent.service.daemon import Service
 from agent.service.durations import format_duration
 
@@ -145,10 +145,9 @@ class ServiceBackend:
             try:
                 repo.sync_index()
                 snap = repo.find_snapshot(req.snapshot)
-                log_unreadable(repo)
-                for damaged in (*repo.unreadable_snapshots.values(),
-                                *repo.unreadable_index_files.values()):
-                    note(f"warning: {damaged}")
+                log_warnings(repo)
+                for warning in repo.warnings():
+                    note(f"warning: {warning}")
                 note(f"Restoring snapshot {snap.id[:8]} into {target}.")
                 result = run_restore(repo, snap, RestoreOptions(target, includes, cancel=cancel),
                                      progress)

@@ -25,7 +25,7 @@ from agent.engine.backup import BackupOptions, BackupResult, run_backup
 from agent.engine.progress import Progress
 from agent.errors import CairnError, DestinationError, Interrupted, ServerUnreachable
 from agent.service import excludes, schedule
-from agent.service.archives import Archives, dest_spec, log_unreadable, username
+from agent.service.archives import Archives, dest_spec, log_warnings, username
 from agent.service.clock import Clock
 from agent.service.config import ServiceConfig, SetConfig
 from agent.service.journal import ChangeJournal, Taken
@@ -223,7 +223,7 @@ class BackupRunner:
             result = run_backup(repo, options, run.progress)
         finally:
             repo.close()
-        log_unreadable(repo)
+        log_warnings(repo)
         env.archives.after_backup(cfg, result.snapshot)
         return result, result.counts.dirs_listed
 

@@ -69,6 +69,26 @@ def test_backup_into_a_non_empty_folder_that_is_no_archive(cairn: Cairn, tmp_pat
     assert sorted(os.listdir(folder)) == ["holiday.jpg"]
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs (a real full disk) needs root")
+def test_a_full_agent_home_warns_and_every_command_still_works(
+        cairn: Cairn, tmp_path: Path) -> None:
+    """The laptop's own disk is full while the archive (a USB drive) has room: the
+    caches are only caches, so backups, re-backups and restores go on, with a warning."""
+    src = build(tmp_path / "src", {f"d{i}": {f"f{j}.txt": File(b"%d-%d" % (i, j) * 50)
+                                              for j in range(40)} for i in range(40)})
+    with small_tmpfs(tmp_path / "home", "200k") as home:
+        cairn.home = home
+        first = cairn.run("backup", src, "--json")
+        assert "could not be written" in first.stderr and "warning" in first.stderr
+        assert first.json()["files_new"] == 1600
+        again = cairn.run("backup", src, "--json").json()
+        assert again["files_unchanged"] == 1600 and again["bytes_stored"] < 50_000
+        restored_run = cairn.run("restore", "latest", "--target", tmp_path / "out", "--json")
+        assert restored_run.json()["files"] == 1600
+        assert manifest(restored(tmp_path / "out", src)) == manifest(src)
+    assert cairn.check(read_data=True)["ok"]
+
+
 def test_a_destination_that_is_a_file_is_a_sentence(cairn: Cairn, tmp_path: Path) -> None:
     src = build(tmp_path / "src", {"a.txt": File(b"a")})
     not_a_folder = tmp_path / "notes.txt"
