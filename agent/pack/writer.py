@@ -57,8 +57,8 @@ def _staging_io(folder: Path) -> Iterator[None]:
         yield
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
-            raise DestinationFull(f"The destination is full while writing a pack in {folder}.") \
-                from exc
+            raise DestinationFull(f"The disk holding {folder} is full (no room for the next "
+                                  "pack).") from exc
         raise DestinationError(f"Could not write a pack in {folder}: {exc.strerror or exc}.") \
             from exc
 
