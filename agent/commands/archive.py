@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import posixpath
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from agent.engine.progress import Progress
 from agent.engine.restore import RestoreOptions, not_in_snapshot, run_restore
 from agent.errors import EXIT_PARTIAL, IntegrityError, UsageError
 from agent.model.tree import decode_name
+from agent.scan.walker import source_path
 from agent.term_progress import shown
 
 
@@ -82,7 +84,7 @@ def cmd_backup(args: argparse.Namespace, ctx: Context) -> int:
         raise UsageError("Name the files or folders to back up.")
     paths = []
     for raw in args.paths:
-        path = Path(raw).expanduser().absolute()
+        path = source_path(raw)
         if not path.exists() and not path.is_symlink():
             raise UsageError(f"Cannot back up {raw}: it does not exist.")
         if path.is_symlink():
@@ -187,8 +189,9 @@ def cmd_ls(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _normal(wanted: str) -> str:
-    """An ``ls`` PATH as the listing spells paths: from the root, ``/``-separated."""
-    return "/" + wanted.replace("\\", "/").strip("/")
+    """An ``ls`` PATH as the listing spells paths: from the root, ``/``-separated, with
+    ``.`` and ``..`` resolved by name."""
+    return posixpath.normpath("/" + wanted.replace("\\", "/").strip("/"))
 
 
 def _below(path: str, wanted: str) -> bool:

@@ -21,6 +21,7 @@ from agent.api.client import AgentClient, ApiError, ServiceNotRunning
 from agent.api.server import ApiServer
 from agent.cli import Context, print_json
 from agent.errors import EXIT_PARTIAL, CairnError, UsageError
+from agent.scan.walker import source_path
 from agent.service import config as cfgmod
 from agent.service import logs, support, tomlwrite
 from agent.service import status as statusmod
@@ -182,7 +183,7 @@ def cmd_sets_add(args: argparse.Namespace, ctx: Context) -> int:
     config = cfgmod.load(layout.config_file)
     paths = []
     for raw in args.paths:
-        path = Path(raw).expanduser().absolute()
+        path = source_path(raw)
         if not path.exists():
             print(f"cairn: note: {path} does not exist yet; it is backed up once it does.",
                   file=sys.stderr)

@@ -366,9 +366,17 @@ def _dirty_sets(dirty: Iterable[str] | None) -> tuple[set[str] | None, set[str]]
     return paths, ancestors
 
 
+def source_path(raw: str | os.PathLike) -> Path:
+    """A path to back up, as the snapshot records it: absolute, ``~`` expanded, and
+    ``.`` and ``..`` resolved by name (``docs/sub/..`` is ``docs``; links are not
+    followed, as ``cd`` in a shell does not)."""
+    return Path(os.path.normpath(Path(raw).expanduser().absolute()))
+
+
 def path_components(path: Path) -> list[str]:
-    """A path's components from the root, with a Windows drive letter as the first."""
-    parts = list(path.absolute().parts)
+    """A path's components from the root, with a Windows drive letter as the first
+    (``.`` and ``..`` resolved by name: a tree never holds them)."""
+    parts = list(Path(os.path.normpath(path.absolute())).parts)
     anchor = parts.pop(0)
     if os.name == "nt":
         return [anchor.rstrip("\\/:") or anchor, *parts]

@@ -18,12 +18,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 from agent.api.schemas import RunSummary
 from agent.engine.backup import BackupOptions, BackupResult, run_backup
 from agent.engine.progress import Progress
 from agent.errors import CairnError, DestinationError, Interrupted, ServerUnreachable
+from agent.scan.walker import source_path
 from agent.service import excludes, schedule
 from agent.service.archives import Archives, dest_spec, log_warnings, username
 from agent.service.clock import Clock
@@ -213,7 +213,7 @@ class BackupRunner:
                   **env.archives.backup_fields(cfg)}
         workers = env.decision().workers  # the CPU share in force bounds threads and processes
         options = BackupOptions(
-            paths=tuple(Path(p).expanduser().absolute() for p in cfg.paths),
+            paths=tuple(source_path(p) for p in cfg.paths),
             excludes=excludes.exclude_globs(cfg.exclude, cfg.builtin_excludes, tagged),
             skip_paths=skip, workers=workers, processes=workers if workers > 1 else 0,
             count_totals=run.scan == "full",

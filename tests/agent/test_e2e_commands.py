@@ -100,3 +100,18 @@ def test_backing_up_a_symlink_says_the_link_itself_is_backed_up(
     result = cairn.run("backup", tmp_path / "Documents", "--json")
     assert result.json()["files_total"] == 0
     assert "symbolic link" in result.stderr and str(tmp_path / "real") in result.stderr
+
+
+def test_dot_dot_in_a_path_is_resolved_by_name(cairn: Cairn, tmp_path: Path) -> None:
+    """`cairn backup docs/sub/..` once recorded a folder named ".." that no restore
+    would accept; paths given with "." or ".." are the folders they name."""
+    docs = build(tmp_path / "docs", {"a.txt": File(b"a"), "sub": {"b.txt": File(b"b")}})
+    cairn.backup(docs / "sub" / ".." / ".")
+    (snap,) = cairn.snapshots()
+    assert snap["paths"] == [str(docs)]
+    roundabout = str(docs / "sub" / ".." / "a.txt")
+    assert [e["path"] for e in cairn.json("ls", "latest", roundabout)] == [str(docs / "a.txt")]
+    cairn.restore("latest", tmp_path / "out", roundabout)
+    assert (restored(tmp_path / "out", docs) / "a.txt").read_bytes() == b"a"
+    cairn.restore("latest", tmp_path / "all")
+    assert manifest(restored(tmp_path / "all", docs)) == manifest(docs)

@@ -32,3 +32,10 @@ def test_a_file_on_the_way_is_named_as_an_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_bytes(b"x")
     _emitted, errors = walk([tmp_path / "file" / "below"])
     assert errors and "file" in errors[0]
+
+
+def test_path_components_resolve_dot_and_dot_dot_by_name() -> None:
+    from agent.scan.walker import path_components, source_path
+
+    assert path_components(Path("/a/b/../c/./d")) == ["a", "c", "d"]
+    assert source_path("/a/b/..") == Path("/a")
