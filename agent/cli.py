@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("cairn")
 
 
+EXIT_BROKEN_PIPE = 141  # as a shell reports a process ended by SIGPIPE
+
+
 @dataclass(frozen=True)
 class Context:
     """What commands need from the outside world, read once."""
@@ -171,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         print("cairn: interrupted; earlier snapshots are intact, the next run resumes.",
               file=sys.stderr)
         return Interrupted.exit_code
+    except BrokenPipeError:  # `cairn ls latest | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
+        return EXIT_BROKEN_PIPE
     except Exception:
         log.error("internal error in %s:\n%s", args.command, traceback.format_exc())
         print(f"cairn: internal error (details in {ctx.paths.logs / 'cairn.log'}); "

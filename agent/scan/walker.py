@@ -128,6 +128,9 @@ class Walker:
                 node[None] = True  # marks a backed-up path
             if self._dircache:
                 self._dircache.load(roots)
+            if None in prefix:  # "/" itself: its listing is the root tree (it holds the rest)
+                self._walk_dir(os.sep, None, parent_tree, None)
+                return
             root = DirTask(path="", node=None)
             old = _OldTree(self._load_tree, parent_tree)
             for name, sub in sorted(prefix.items()):
@@ -220,11 +223,14 @@ class Walker:
         encode_name(node, "target", target)
         parent.nodes.append(node)
 
-    def _walk_dir(self, path: str, node: dict, old_tree: str | None, parent: DirTask) -> bool:
+    def _walk_dir(self, path: str, node: dict | None, old_tree: str | None,
+                  parent: DirTask | None) -> bool:
+        """Walk a folder; True if it was found clean (reused whole). With no ``node`` and
+        no ``parent`` it is the file system's root, emitted as the snapshot's root tree."""
         if os.path.normcase(path) in self._skip:
             self._crawler.forget(path)
             return False
-        if self._journal_clean(path, old_tree):
+        if parent is not None and node is not None and self._journal_clean(path, old_tree):
             self._crawler.forget(path)
             self._reuse_subtree(node, old_tree, parent)
             return True
@@ -241,7 +247,8 @@ class Walker:
         for name, st in listing:
             if stat.S_ISDIR(st.st_mode):
                 all_clean &= self._visit(_join(path, name), name, st, old, task)
-        if all_clean and cached is not None and cached[0] == fp and self._tree_known(cached[1]):
+        if all_clean and cached is not None and cached[0] == fp and self._tree_known(cached[1]) \
+                and parent is not None and node is not None:
             self._count_clean(listing)
             node["subtree"] = cached[1]
             parent.nodes.append(node)
@@ -250,7 +257,10 @@ class Walker:
         for name, st in listing:
             if not stat.S_ISDIR(st.st_mode):
                 self._visit(_join(path, name), name, st, old, task)
-        self._finish_dir(task, parent)
+        if parent is None:
+            self._emit(task)
+        else:
+            self._finish_dir(task, parent)
         return False
 
     def _crawl_children(self, path: str, raw: Sequence[Entry]) -> list[tuple[str, str]]:

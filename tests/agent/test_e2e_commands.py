@@ -115,3 +115,32 @@ def test_dot_dot_in_a_path_is_resolved_by_name(cairn: Cairn, tmp_path: Path) -> 
     assert (restored(tmp_path / "out", docs) / "a.txt").read_bytes() == b"a"
     cairn.restore("latest", tmp_path / "all")
     assert manifest(restored(tmp_path / "all", docs)) == manifest(docs)
+
+
+def test_the_root_folder_itself_can_be_backed_up(cairn: Cairn, tmp_path: Path) -> None:
+    """`cairn backup /` (a whole system, with excludes) was an internal error. Here every
+    top folder but /etc is excluded."""
+    excludes = ["--exclude", "/[!e]*", "--exclude", "/e[!t]*", "--exclude", "/et[!c]*"]
+    first = cairn.run("backup", "/", *excludes, "--json").json()
+    assert first["files_total"] > 0 and first["errors"] == []
+    assert cairn.snapshots()[0]["paths"] == ["/"]
+    again = cairn.run("backup", "/", *excludes, "--json").json()
+    assert again["files_unchanged"] == first["files_total"] and again["files_new"] == 0
+    cairn.restore("latest", tmp_path / "out", "/etc/passwd")
+    assert (tmp_path / "out" / "etc" / "passwd").read_bytes() == Path("/etc/passwd").read_bytes()
+
+
+def test_output_cut_short_by_a_pipe_is_not_an_error(cairn: Cairn, tmp_path: Path) -> None:
+    """`cairn ls latest | head`: the reader closing the pipe ends cairn quietly."""
+    import subprocess
+
+    from tests.agent.cairn_cli import cairn_command
+
+    cairn.backup(build(tmp_path / "many", {f"{i:04}-{'x' * 60}.txt": File(b"x")
+                                           for i in range(1500)}))
+    proc = subprocess.Popen([*cairn_command(), "ls", "latest", "--dest", str(cairn.dest)],
+                            env=cairn.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline()
+    proc.stdout.close()
+    assert proc.wait(60) == 141
+    assert proc.stderr is not None and proc.stderr.read() == b""
