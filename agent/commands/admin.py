@@ -17,7 +17,7 @@ from pathlib import Path
 
 from agent.archive.repository import Repository
 from agent.cli import Context, print_json
-from agent.commands.archive import print_warnings
+from agent.commands.archive import print_warnings, require_given
 from agent.engine.progress import Progress
 from agent.engine.restore import RestoreOptions, run_restore
 from agent.errors import IntegrityError, UsageError
@@ -99,7 +99,8 @@ def _restore(repo: Repository, args: argparse.Namespace, ctx: Context) -> int:
     repo.sync_index()
     snap = repo.find_snapshot(args.snapshot)
     print_warnings(repo)
-    options = RestoreOptions(target=Path(args.target).expanduser().absolute(),
+    options = RestoreOptions(target=Path(require_given(args.target, "--target")).expanduser()
+                             .absolute(),
                              includes=tuple(args.include))
     progress = Progress()
     with shown(progress, "Restoring", ctx.show_progress(args)):

@@ -84,7 +84,7 @@ def cmd_backup(args: argparse.Namespace, ctx: Context) -> int:
         raise UsageError("Name the files or folders to back up.")
     paths = []
     for raw in args.paths:
-        path = source_path(raw)
+        path = source_path(require_given(raw, "A path to back up"))
         if not path.exists() and not path.is_symlink():
             raise UsageError(f"Cannot back up {raw}: it does not exist.")
         if path.is_symlink():
@@ -199,7 +199,18 @@ def _below(path: str, wanted: str) -> bool:
     return path == wanted or path.startswith(wanted.rstrip("/") + "/")
 
 
+def require_given(value: str, what: str) -> str:
+    """``value``, unless it is empty (an unset variable in a script): a sentence then,
+    since an empty path would mean the current folder."""
+    if not value.strip():
+        raise UsageError(f"{what} is empty (an unset variable?); name a path.")
+    return value
+
+
 def cmd_restore(args: argparse.Namespace, ctx: Context) -> int:
+    require_given(args.target, "--target")
+    for include in args.include:
+        require_given(include, "An --include")
     repo = ctx.open_repo(args)
     progress = Progress()
     try:

@@ -20,6 +20,7 @@ from agent.api import schemas as s
 from agent.api.client import AgentClient, ApiError, ServiceNotRunning
 from agent.api.server import ApiServer
 from agent.cli import Context, print_json
+from agent.commands.archive import require_given
 from agent.errors import EXIT_PARTIAL, CairnError, UsageError
 from agent.scan.walker import source_path
 from agent.service import config as cfgmod
@@ -183,7 +184,7 @@ def cmd_sets_add(args: argparse.Namespace, ctx: Context) -> int:
     config = cfgmod.load(layout.config_file)
     paths = []
     for raw in args.paths:
-        path = source_path(raw)
+        path = source_path(require_given(raw, "A path to back up"))
         if not path.exists():
             print(f"cairn: note: {path} does not exist yet; it is backed up once it does.",
                   file=sys.stderr)

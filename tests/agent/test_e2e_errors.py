@@ -223,3 +223,19 @@ def test_full_destination(cairn: Cairn, tmp_path: Path) -> None:
         assert manifest(restored(tmp_path / "out", src)) == before
         (src / "big.bin").unlink()
         assert cairn.backup(src)["files_unchanged"] == 1  # once space is free, backups work
+
+
+def test_an_empty_path_is_refused_not_taken_for_the_current_folder(
+        archived: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cairn restore latest --target "$OUT"` with OUT unset must not restore into the
+    current folder (nor `cairn backup "$DIR"` back it up)."""
+    cairn, _src, _ = archived
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    before = listing(cairn.dest)
+    for args in (["backup", ""], ["restore", "latest", "--target", ""],
+                 ["restore", "latest", "--target", tmp_path / "out", "--include", " "]):
+        result = cairn.run(*args, expect=EXIT_USAGE)
+        assert "empty" in one_sentence(result.stderr)
+    assert listing(cairn.dest) == before and not (tmp_path / "out").exists()
+    assert list((tmp_path / "cwd").iterdir()) == []
