@@ -8,6 +8,7 @@ go through its local API (``agent.api.client``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -276,7 +277,13 @@ def cmd_support_bundle(args: argparse.Namespace, ctx: Context) -> int:
     except (ServiceNotRunning, ApiError):
         status_doc = None
     out = Path(args.out).expanduser() if args.out else Path.cwd() / support.default_name()
-    names = support.build(layout, out.absolute(), args.description, status_doc, ctx.env)
+    try:
+        names = support.build(layout, out.absolute(), args.description, status_doc, ctx.env)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            out.unlink()  # a half-written zip (a full disk) helps nobody
+        raise CairnError(f"Cannot write the support bundle {out}: "
+                         f"{exc.strerror or exc}.") from exc
     print(f"Support bundle written to {out} ({len(names)} items). It holds no passphrase, "
           "token or file content.")
     return 0

@@ -109,6 +109,15 @@ def test_loopback_transport_needs_the_token(tmp_path: Path) -> None:
         agent.stop()
 
 
+def test_a_support_bundle_that_cannot_be_written_is_a_sentence(tmp_path: Path) -> None:
+    agent = Agent(tmp_path / "home")
+    done = agent.cli("support-bundle", "--out", str(tmp_path / "no-such-folder" / "b.zip"),
+                     check=False)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("cairn: Cannot write the support bundle")
+    assert "internal error" not in done.stderr
+
+
 def test_support_bundle_has_what_support_needs_and_no_secrets(tmp_path: Path) -> None:
     src = tmp_path / "src"
     make_tree(src, 2, 2)
