@@ -111,7 +111,8 @@ def test_loopback_transport_needs_the_token(tmp_path: Path) -> None:
 
 def test_a_support_bundle_that_cannot_be_written_is_a_sentence(tmp_path: Path) -> None:
     agent = Agent(tmp_path / "home")
-    done = agent.cli("support-bundle", "--out", str(tmp_path / "no-such-folder" / "b.zip"),
+    (tmp_path / "a-file").write_text("not a folder")
+    done = agent.cli("support-bundle", "--out", str(tmp_path / "a-file" / "b.zip"),
                      check=False)
     assert done.returncode == 1, done.stderr
     assert done.stderr.startswith("cairn: Cannot write the support bundle")
