@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -26,6 +27,7 @@ from agent.model.tree import decode_tree
 from agent.pack.format import PackEntry, decode_header, header_length
 
 MAX_SNAPSHOT_SIZE = 64 * 1024 * 1024
+CREATION_WAIT_S = 30.0  # for another process creating the same new archive
 REBUILD_PACKS_PER_INDEX = 2000  # packs listed in each index file rebuild_index writes
 
 
@@ -54,7 +56,10 @@ class Repository:
 
     @staticmethod
     def check_creatable(dest: Destination) -> None:
-        """Refuse a destination that holds something but no archive."""
+        """Refuse a destination that holds something but no archive (or an archive another
+        run is creating right now)."""
+        if _creation_claimed(dest):
+            return  # ``create`` waits for it
         if not dest.is_empty():
             raise ArchiveError(
                 f"{dest.description} is not empty and holds no Cairn archive; "
@@ -63,11 +68,32 @@ class Repository:
 
     @classmethod
     def create(cls, dest: Destination, passphrase: str, cache_root: Path) -> Repository:
+        """A new archive in the empty ``dest``. If another process creates one there at
+        the same moment (a backup set's first run and a manual backup), the one that
+        claimed the folder first creates it and the other opens it."""
+        if _creation_claimed(dest):
+            return cls._open_once_created(dest, passphrase, cache_root)
         cls.check_creatable(dest)
+        claim = getattr(dest, "claim_creation", None)  # local folders; servers create keys
+        if claim is not None and not claim():
+            return cls._open_once_created(dest, passphrase, cache_root)
         keys = ArchiveKeys.generate()
         key_file = make_key_file(keys, passphrase)
         dest.put_bytes("keys", sha256_hex(key_file), key_file)
         return cls(dest, keys, cache_root)
+
+    @classmethod
+    def _open_once_created(cls, dest: Destination, passphrase: str,
+                           cache_root: Path) -> Repository:
+        deadline = time.monotonic() + CREATION_WAIT_S
+        while not dest.list("keys"):
+            if time.monotonic() > deadline:
+                raise ArchiveError(
+                    f"{dest.description} holds an unfinished archive: its keys folder is "
+                    "empty (a run creating it was stopped). Remove that keys folder and run "
+                    "again.")
+            time.sleep(0.05)  # the other process is deriving its key
+        return cls.open(dest, passphrase, cache_root)
 
     @classmethod
     def open(cls, dest: Destination, passphrase: str, cache_root: Path) -> Repository:
@@ -361,3 +387,8 @@ class Repository:
 
 def _is_object_name(name: str) -> bool:
     return len(name) == 64 and not name.strip("0123456789abcdef")
+
+
+def _creation_claimed(dest: Destination) -> bool:
+    claimed = getattr(dest, "creation_claimed", None)
+    return bool(claimed and claimed())

@@ -58,6 +58,21 @@ class LocalDestination:
             return self.root / kind / name[:2] / name
         return self.root / kind / name
 
+    def creation_claimed(self) -> bool:
+        """True once some run has claimed this folder to create an archive in it."""
+        return (self.root / "keys").is_dir()
+
+    def claim_creation(self) -> bool:
+        """True for the one process that may create an archive here (it made the keys
+        folder, atomically); False when another one did so first, at the same moment."""
+        with _translated(f"create {self.root}"):
+            self.root.mkdir(parents=True, exist_ok=True)
+            try:
+                (self.root / "keys").mkdir()
+            except FileExistsError:
+                return False
+        return True
+
     def is_empty(self) -> bool:
         if self.root.exists() and not self.root.is_dir():
             raise DestinationError(f"{self.root} is a file, not a folder: an archive needs a "

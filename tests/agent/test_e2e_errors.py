@@ -239,3 +239,36 @@ def test_an_empty_path_is_refused_not_taken_for_the_current_folder(
         assert "empty" in one_sentence(result.stderr)
     assert listing(cairn.dest) == before and not (tmp_path / "out").exists()
     assert list((tmp_path / "cwd").iterdir()) == []
+
+
+def test_two_runs_creating_the_same_archive_at_once_share_one_key(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The folder is claimed by making keys/ (atomic): the run that loses the race waits
+    for the winner's key file and opens the archive with it, instead of writing a second
+    master key (half the data would then not open)."""
+    import threading
+
+    from agent.archive import repository
+    from agent.archive.repository import Repository
+    from agent.codec.keys import ArchiveKeys, make_key_file
+    from agent.dest.local import LocalDestination
+    from agent.errors import ArchiveError
+
+    dest = LocalDestination(tmp_path / "archive")
+    assert dest.claim_creation()  # another run claimed the folder...
+    assert dest.creation_claimed() and not dest.claim_creation()
+    keys = ArchiveKeys.generate()
+    key_file = make_key_file(keys, "pw")
+    writer = threading.Timer(0.3, dest.put_bytes,  # ...and writes its key file a moment later
+                             ("keys", hashlib.sha256(key_file).hexdigest(), key_file))
+    writer.start()
+    loser = Repository.create(dest, "pw", tmp_path / "cache")
+    writer.join()
+    assert loser.keys.archive_id == keys.archive_id and len(dest.list("keys")) == 1
+    loser.close()
+
+    monkeypatch.setattr(repository, "CREATION_WAIT_S", 0.2)
+    stuck = LocalDestination(tmp_path / "stuck")
+    stuck.claim_creation()  # a run killed before its key file
+    with pytest.raises(ArchiveError, match="unfinished archive"):
+        Repository.create(stuck, "pw", tmp_path / "cache-2")
