@@ -61,18 +61,26 @@ class _Selection:
         return any(w[: len(parts)] == parts or parts[: len(w)] == w for w in self._wanted)
 
 
-def _walk(repo: Repository, tree_id: str, folder: str, parts: tuple[str, ...],
+def _walk(repo: Repository, tree_id: str, folder: str,
           select: _Selection) -> Iterator[tuple[str, dict]]:
-    """Pre-order (restore path, node) of the selected part of a tree under ``folder``."""
-    for node in repo.tree(tree_id):
-        name = decode_name(node, "name")
-        child = (*parts, name)
-        if not select.wants(child):
-            continue
-        path = os.path.join(folder, name)
-        yield path, node
-        if node["type"] == "dir" and node.get("subtree"):
-            yield from _walk(repo, node["subtree"], path, child, select)
+    """(restore path, node) of the selected part of a tree under ``folder``, a level at a
+    time (every folder comes before what it holds); each level's trees are loaded at
+    once (``Repository.trees``)."""
+    level: list[tuple[str, str, tuple[str, ...]]] = [(tree_id, folder, ())]
+    while level:
+        trees = repo.trees(tree for tree, _folder, _parts in level)
+        below = []
+        for tree, folder_path, parts in level:
+            for node in trees[tree]:
+                name = decode_name(node, "name")
+                child = (*parts, name)
+                if not select.wants(child):
+                    continue
+                path = os.path.join(folder_path, name)
+                yield path, node
+                if node["type"] == "dir" and node.get("subtree"):
+                    below.append((node["subtree"], path, child))
+        level = below
 
 
 def run_restore(repo: Repository, snap: Snapshot, options: RestoreOptions,
@@ -117,18 +125,20 @@ def _restore(repo: Repository, snap: Snapshot, options: RestoreOptions,
     writer = PackOrderedWriter(repo, options.workers, progress, options.cancel, file_done)
     dirs: list[tuple[str, dict]] = []
     _make_target(options.target)
-    blocked = None  # below a folder that could not be made, nothing can be restored
-    for path, node in _walk(repo, snap.tree, str(options.target), (), select):
+    blocked: set[str] = set()  # folders not made: nothing below them can be restored
+    for path, node in _walk(repo, snap.tree, str(options.target), select):
         if options.cancel.is_set():
             raise Interrupted("Restore cancelled.")
-        if blocked and path.startswith(blocked):
+        if os.path.dirname(path) in blocked:
+            if node["type"] == "dir":
+                blocked.add(path)
             continue
         if node["type"] == "dir":
             try:
                 _make_dir(path)
             except OSError as exc:
                 result.errors.append(f"{path}: {_why_not_a_folder(exc)}")
-                blocked = path + os.sep
+                blocked.add(path)
                 continue
             dirs.append((path, node))
             result.dirs += 1

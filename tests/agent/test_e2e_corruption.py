@@ -235,3 +235,38 @@ def test_rebuild_index_in_groups_supersedes_the_old_index_last(
     assert cairn.check(read_data=True)["ok"]
     cairn.restore(second["snapshot_id"], tmp_path / "out")
     assert manifest(restored(tmp_path / "out", src)) == manifest(src)
+
+
+def test_files_in_the_way_of_two_folders_block_only_what_is_below_them(
+        cairn: Cairn, tmp_path: Path) -> None:
+    """Folders are restored a level at a time; a file where a folder goes is reported
+    once, nothing below it is attempted, and everything else is restored."""
+    src = build(tmp_path / "src", {
+        "a": {"deep": {"x.txt": File(b"x")}, "y.txt": File(b"y")},
+        "b": {"deep": {"z.txt": File(b"z")}},
+        "c": {"ok.txt": File(b"ok")},
+    })
+    cairn.backup(src)
+    out = tmp_path / "out"
+    copy = out / src.relative_to("/")
+    copy.mkdir(parents=True)
+    (copy / "a").write_bytes(b"in the way")
+    (copy / "b").write_bytes(b"in the way too")
+    doc = cairn.restore("latest", out, expect=6)
+    assert sorted(e.split(":")[0] for e in doc["errors"]) == [str(copy / "a"), str(copy / "b")]
+    assert (copy / "c" / "ok.txt").read_bytes() == b"ok"
+    assert (copy / "a").read_bytes() == b"in the way"
+
+
+def test_tree_reads_are_grouped_into_runs_of_nearby_blobs() -> None:
+    from agent.archive.index_cache import BlobLocation
+    from agent.archive.repository import READ_GAP, _read_runs
+    from agent.codec.envelope import ObjectType
+
+    def blob(offset: int, length: int) -> tuple[bytes, BlobLocation]:
+        return bytes(32), BlobLocation("p", ObjectType.TREE, offset, length, length)
+
+    blobs = [blob(0, 100), blob(100, 50), blob(150 + READ_GAP, 10), blob(10**9, 5)]
+    runs = list(_read_runs(blobs))
+    assert [(start, end, len(run)) for start, end, run in runs] == [
+        (0, 150 + READ_GAP + 10, 3), (10**9, 10**9 + 5, 1)]
