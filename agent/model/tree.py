@@ -108,11 +108,14 @@ def _is_id(value: object) -> bool:
     return isinstance(value, str) and len(value) == 64 and _HEX.fullmatch(value) is not None
 
 
+_INT_FIELDS = ("mode", "uid", "gid", "mtime_ns", "ctime_ns", "inode", "size")
+
+
 def _fields_valid(node: dict) -> bool:
-    ints = ("mode", "uid", "gid", "mtime_ns", "ctime_ns", "inode", "size")
-    if any(not isinstance(node.get(k, 0), int) or isinstance(node.get(k, 0), bool)
-           for k in ints):
-        return False
+    get = node.get
+    for key in _INT_FIELDS:
+        if type(get(key, 0)) is not int:  # not a bool either (JSON gives no other subclass)
+            return False
     if node["type"] == "file":
         content = node.get("content", [])
         return isinstance(content, list) and all(_is_id(c) for c in content)
