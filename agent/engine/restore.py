@@ -29,6 +29,8 @@ from agent.model.snapshot import Snapshot
 from agent.model.tree import decode_name
 from agent.scan.walker import path_components
 
+TREES_AT_ONCE = 2000  # folders whose trees a restore loads (and holds) at once
+
 
 @dataclass(frozen=True)
 class RestoreOptions:
@@ -68,19 +70,28 @@ def _walk(repo: Repository, tree_id: str, folder: str,
     once (``Repository.trees``)."""
     level: list[tuple[str, str, tuple[str, ...]]] = [(tree_id, folder, ())]
     while level:
-        trees = repo.trees(tree for tree, _folder, _parts in level)
         below = []
-        for tree, folder_path, parts in level:
-            for node in trees[tree]:
-                name = decode_name(node, "name")
-                child = (*parts, name)
-                if not select.wants(child):
-                    continue
-                path = os.path.join(folder_path, name)
-                yield path, node
-                if node["type"] == "dir" and node.get("subtree"):
-                    below.append((node["subtree"], path, child))
+        for start in range(0, len(level), TREES_AT_ONCE):  # bounds the trees held decoded
+            batch = level[start : start + TREES_AT_ONCE]
+            yield from _walk_batch(batch, repo.trees(tree for tree, _f, _p in batch),
+                                   select, below)
         level = below
+
+
+def _walk_batch(batch: list[tuple[str, str, tuple[str, ...]]],
+                trees: dict[str, tuple[dict, ...]], select: _Selection,
+                below: list[tuple[str, str, tuple[str, ...]]]) -> Iterator[tuple[str, dict]]:
+    """The selected nodes of a batch of folders; their subfolders go to ``below``."""
+    for tree, folder, parts in batch:
+        for node in trees[tree]:
+            name = decode_name(node, "name")
+            child = (*parts, name)
+            if not select.wants(child):
+                continue
+            path = os.path.join(folder, name)
+            yield path, node
+            if node["type"] == "dir" and node.get("subtree"):
+                below.append((node["subtree"], path, child))
 
 
 def run_restore(repo: Repository, snap: Snapshot, options: RestoreOptions,

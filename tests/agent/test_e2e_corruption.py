@@ -270,3 +270,25 @@ def test_tree_reads_are_grouped_into_runs_of_nearby_blobs() -> None:
     runs = list(_read_runs(blobs))
     assert [(start, end, len(run)) for start, end, run in runs] == [
         (0, 150 + READ_GAP + 10, 3), (10**9, 10**9 + 5, 1)]
+
+
+def test_a_level_wider_than_one_batch_of_trees_restores_whole(
+        cairn: Cairn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Restore loads a level's folders in batches (bounded memory); with a batch of two,
+    a tree three levels deep and five wide still restores byte for byte."""
+    from agent.archive.repository import Repository
+    from agent.dest.local import LocalDestination
+    from agent.engine import restore
+
+    src = build(tmp_path / "src", {f"d{i}": {f"e{j}": {"f.txt": File(b"%d%d" % (i, j))}
+                                             for j in range(5)} for i in range(5)})
+    snap_id = cairn.backup(src)["snapshot_id"]
+    monkeypatch.setattr(restore, "TREES_AT_ONCE", 2)
+    repo = Repository.open(LocalDestination(cairn.dest), cairn.passphrase, tmp_path / "cache")
+    try:
+        result = restore.run_restore(repo, repo.find_snapshot(snap_id),
+                                     restore.RestoreOptions(tmp_path / "out"))
+    finally:
+        repo.close()
+    assert result.files == 25 and not result.errors
+    assert manifest(restored(tmp_path / "out", src)) == manifest(src)
