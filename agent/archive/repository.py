@@ -320,14 +320,17 @@ class Repository:
         """A directory's nodes (cached; treat them as read-only)."""
         return self._tree(tree_id)
 
-    def trees(self, tree_ids: Iterable[str]) -> dict[str, tuple[dict, ...]]:
+    def trees(self, tree_ids: Iterable[str],
+              failed: dict[str, IntegrityError]) -> dict[str, tuple[dict, ...]]:
         """Many directories' nodes at once: one index query for all, and one read per pack
         for the blobs close together in it (a restore loads a whole level of folders
-        this way, instead of one lookup and one read per folder)."""
+        this way, instead of one lookup and one read per folder). A tree that is
+        missing or damaged goes to ``failed`` (tree ID → why) and the others load."""
         wanted = {bytes.fromhex(tree_id) for tree_id in tree_ids}
         found = self.cache.lookup_many(wanted)
         for blob_id in wanted - found.keys():
-            raise IntegrityError(f"Blob {blob_id.hex()[:16]} is not in the archive's index.")
+            failed[blob_id.hex()] = IntegrityError(
+                f"Blob {blob_id.hex()[:16]} is not in the archive's index.")
         by_pack: dict[str, list[tuple[bytes, BlobLocation]]] = {}
         for blob_id, loc in found.items():
             by_pack.setdefault(loc.pack, []).append((blob_id, loc))
@@ -336,13 +339,18 @@ class Repository:
             blobs.sort(key=lambda item: item[1].offset)
             for start, end, run in _read_runs(blobs):
                 span = self.dest.read("data", pack, start, end - start)
-                if len(span) != end - start:
-                    raise IntegrityError(f"Pack {pack[:12]} is shorter than its index says.")
                 with memoryview(span) as view:
                     for blob_id, loc in run:
-                        sealed = view[loc.offset - start : loc.offset - start + loc.length]
-                        plain = open_blob(self.keys, loc.type, blob_id, sealed, loc.raw_length)
-                        out[blob_id.hex()] = tuple(decode_tree(plain))
+                        try:
+                            if loc.offset + loc.length > start + len(span):
+                                raise IntegrityError(
+                                    f"Pack {pack[:12]} is shorter than its index says.")
+                            sealed = view[loc.offset - start : loc.offset - start + loc.length]
+                            plain = open_blob(self.keys, loc.type, blob_id, sealed,
+                                              loc.raw_length)
+                            out[blob_id.hex()] = tuple(decode_tree(plain))
+                        except IntegrityError as exc:
+                            failed[blob_id.hex()] = exc
         return out
 
     # --- snapshots ------------------------------------------------------------------

@@ -16,7 +16,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +24,13 @@ from agent.archive.locks import ArchiveLock
 from agent.archive.repository import Repository
 from agent.engine.file_writer import PackOrderedWriter
 from agent.engine.progress import Progress
-from agent.errors import CairnError, DestinationError, Interrupted, PathNotInSnapshot
+from agent.errors import (
+    CairnError,
+    DestinationError,
+    IntegrityError,
+    Interrupted,
+    PathNotInSnapshot,
+)
 from agent.model.snapshot import Snapshot
 from agent.model.tree import decode_name
 from agent.scan.walker import path_components
@@ -63,18 +69,23 @@ class _Selection:
         return any(w[: len(parts)] == parts or parts[: len(w)] == w for w in self._wanted)
 
 
-def _walk(repo: Repository, tree_id: str, folder: str,
-          select: _Selection) -> Iterator[tuple[str, dict]]:
+def _walk(repo: Repository, tree_id: str, folder: str, select: _Selection,
+          damaged: Callable[[str, CairnError], None]) -> Iterator[tuple[str, dict]]:
     """(restore path, node) of the selected part of a tree under ``folder``, a level at a
     time (every folder comes before what it holds); each level's trees are loaded at
-    once (``Repository.trees``)."""
+    once (``Repository.trees``). A folder whose tree cannot be read goes to
+    ``damaged`` and the walk goes on with the others."""
     level: list[tuple[str, str, tuple[str, ...]]] = [(tree_id, folder, ())]
     while level:
-        below = []
+        below: list[tuple[str, str, tuple[str, ...]]] = []
         for start in range(0, len(level), TREES_AT_ONCE):  # bounds the trees held decoded
             batch = level[start : start + TREES_AT_ONCE]
-            yield from _walk_batch(batch, repo.trees(tree for tree, _f, _p in batch),
-                                   select, below)
+            failed: dict[str, IntegrityError] = {}
+            trees = repo.trees((tree for tree, _f, _p in batch), failed)
+            for tree, folder_path, _parts in batch:
+                if tree in failed:
+                    damaged(folder_path, failed[tree])
+            yield from _walk_batch(batch, trees, select, below)
         level = below
 
 
@@ -83,7 +94,7 @@ def _walk_batch(batch: list[tuple[str, str, tuple[str, ...]]],
                 below: list[tuple[str, str, tuple[str, ...]]]) -> Iterator[tuple[str, dict]]:
     """The selected nodes of a batch of folders; their subfolders go to ``below``."""
     for tree, folder, parts in batch:
-        for node in trees[tree]:
+        for node in trees.get(tree, ()):
             name = decode_name(node, "name")
             child = (*parts, name)
             if not select.wants(child):
@@ -137,7 +148,12 @@ def _restore(repo: Repository, snap: Snapshot, options: RestoreOptions,
     dirs: list[tuple[str, dict]] = []
     _make_target(options.target)
     blocked: set[str] = set()  # folders not made: nothing below them can be restored
-    for path, node in _walk(repo, snap.tree, str(options.target), select):
+    def damaged(folder: str, exc: CairnError) -> None:
+        why = str(exc).rstrip(".")
+        result.errors.append(f"{folder}: its listing cannot be read ({why[:1].lower()}"
+                             f"{why[1:]}); nothing in it was restored")
+
+    for path, node in _walk(repo, snap.tree, str(options.target), select, damaged):
         if options.cancel.is_set():
             raise Interrupted("Restore cancelled.")
         if os.path.dirname(path) in blocked:

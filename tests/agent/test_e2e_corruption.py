@@ -292,3 +292,37 @@ def test_a_level_wider_than_one_batch_of_trees_restores_whole(
         repo.close()
     assert result.files == 25 and not result.errors
     assert manifest(restored(tmp_path / "out", src)) == manifest(src)
+
+
+def test_a_damaged_folder_listing_costs_only_that_folder(cairn: Cairn, tmp_path: Path) -> None:
+    """A flipped byte in one folder's tree blob: restore names that folder, restores
+    everything else, and exits 6 (it used to stop the whole restore with no name)."""
+    from agent.archive.repository import Repository
+    from agent.dest.local import LocalDestination
+    from agent.model.tree import decode_name
+
+    src = build(tmp_path / "src", {"a": {"x.txt": File(b"x")}, "b": {"y.txt": File(b"y")},
+                                   "top.txt": File(b"top")})
+    cairn.backup(src)
+    repo = Repository.open(LocalDestination(cairn.dest), cairn.passphrase, tmp_path / "cache")
+    try:
+        repo.sync_index()
+        tree = repo.find_snapshot("latest").tree
+        for part in [*src.relative_to("/").parts, "a"]:
+            tree = next(n for n in repo.tree(tree) if decode_name(n, "name") == part)["subtree"]
+        loc = repo.locate(bytes.fromhex(tree))
+    finally:
+        repo.close()
+    flip_byte(cairn.data_packs()[loc.pack], loc.offset + loc.length // 2)
+
+    result = cairn.run("restore", "latest", "--target", tmp_path / "out", "--json", expect=6)
+    copy = restored(tmp_path / "out", src)
+    assert result.json()["errors"] == [f"{copy / 'a'}: its listing cannot be read (a sealed "
+                                       "object failed authentication (damaged or tampered)); "
+                                       "nothing in it was restored"]
+    assert (copy / "b" / "y.txt").read_bytes() == b"y"
+    assert (copy / "top.txt").read_bytes() == b"top"
+    assert not (copy / "a" / "x.txt").exists()
+    report = cairn.check(read_data=True, expect=6)
+    assert report["affected_files"] == [
+        f"{cairn.snapshots()[0]['id'][:8]}:{src / 'a'} (whole folder)"]
