@@ -13,7 +13,7 @@ from agent.engine.backup import BackupOptions, run_backup
 from agent.engine.check import run_check, run_rebuild_index
 from agent.engine.progress import Progress
 from agent.engine.restore import RestoreOptions, not_in_snapshot, run_restore
-from agent.errors import EXIT_PARTIAL, IntegrityError, UsageError
+from agent.errors import EXIT_PARTIAL, CairnError, IntegrityError, UsageError
 from agent.model.tree import decode_name
 from agent.scan.walker import source_path
 from agent.term_progress import shown
@@ -162,12 +162,18 @@ def cmd_ls(args: argparse.Namespace, ctx: Context) -> int:
         snap = repo.find_snapshot(args.snapshot)
         print_warnings(repo)
         entries = []
+        damaged = []  # folders whose listing cannot be read: the rest is still listed
         stack = [(snap.tree, "")]
         while stack:
             tree_id, prefix = stack.pop()
-            for node in repo.tree(tree_id):
+            try:
+                nodes = repo.tree(tree_id)
+            except CairnError as exc:
+                damaged.append(f"{prefix or '/'}: its listing cannot be read ({exc})")
+                continue
+            for node in nodes:
                 path = f"{prefix}/{decode_name(node, 'name')}"
-                if node["type"] == "dir":
+                if node["type"] == "dir" and node.get("subtree"):
                     stack.append((node["subtree"], path))
                 if args.path is None or _below(path, args.path):
                     entries.append({"path": path, "type": node["type"],
@@ -176,16 +182,18 @@ def cmd_ls(args: argparse.Namespace, ctx: Context) -> int:
     finally:
         repo.close()
     wanted = _normal(args.path) if args.path is not None else "/"
-    if wanted != "/" and not any(e["path"] == wanted for e in entries):
+    if wanted != "/" and not damaged and not any(e["path"] == wanted for e in entries):
         raise not_in_snapshot(wanted, snap)
     entries.sort(key=lambda e: e["path"])
+    for why in damaged:
+        print(f"cairn: could not list {why}", file=sys.stderr)
     if args.json:
         print_json(entries)
     else:
         for e in entries:
             suffix = "/" if e["type"] == "dir" else ""
             print(f"{e['type']:<8}{e['size']:>14}  {e['path']}{suffix}")
-    return 0
+    return IntegrityError.exit_code if damaged else 0
 
 
 def _normal(wanted: str) -> str:

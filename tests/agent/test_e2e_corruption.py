@@ -326,3 +326,6 @@ def test_a_damaged_folder_listing_costs_only_that_folder(cairn: Cairn, tmp_path:
     report = cairn.check(read_data=True, expect=6)
     assert report["affected_files"] == [
         f"{cairn.snapshots()[0]['id'][:8]}:{src / 'a'} (whole folder)"]
+    listed = cairn.run("ls", "latest", "--json", expect=6)
+    assert {e["path"] for e in listed.json()} >= {str(src / "b" / "y.txt"), str(src / "top.txt")}
+    assert f"could not list {src / 'a'}" in listed.stderr
