@@ -52,7 +52,7 @@ from agent.engine.lending import LentChunks
 from agent.engine.progress import Progress
 from agent.engine.sealworkers import BatchResult, SealPool, WorkerLost
 from agent.engine.sink import PackSink
-from agent.errors import ArchiveError, CacheNotWritable, Interrupted
+from agent.errors import ArchiveError, CacheNotWritable, IntegrityError, Interrupted
 from agent.model.snapshot import Snapshot, now_iso
 from agent.model.tree import decode_name, encode_tree, sort_nodes
 from agent.scan.dircache import DirCache
@@ -531,7 +531,10 @@ def _unchanged_tree(repo: Repository, task: DirTask, nodes: list[dict]) -> str |
     """The parent snapshot's tree ID if this folder's nodes are exactly the same."""
     if not task.old_tree:
         return None
-    old = repo.tree(task.old_tree)
+    try:
+        old = repo.tree(task.old_tree)
+    except IntegrityError:  # damaged: this run stores the folder's tree anew
+        return None
     if len(old) != len(nodes):
         return None
     same = all(a is b or a == b for a, b in zip(old, nodes, strict=True))

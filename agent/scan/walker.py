@@ -22,17 +22,20 @@ Backed-up paths are recorded with their full original path: backing up
 from __future__ import annotations
 
 import fnmatch
+import logging
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.errors import IntegrityError
 from agent.model.tree import decode_name, encode_name
 from agent.scan.crawler import PROCESSES_WHILE_READING, Crawler, adopt_early
 from agent.scan.dircache import DirCache
 from agent.scan.listing import Entry, entry_names, fingerprint, subfolder_names
 
+log = logging.getLogger("cairn.walker")
 
 @dataclass
 class DirTask:
@@ -91,7 +94,12 @@ class _OldTree:
 
     def get(self, name: str) -> dict | None:
         if self._nodes is None:
-            loaded = self._load(self.tree_id) if self.tree_id else ()
+            try:
+                loaded = self._load(self.tree_id) if self.tree_id else ()
+            except IntegrityError as exc:  # the new snapshot must not depend on it
+                log.warning("The previous listing of a folder cannot be read (%s); its "
+                            "files are read again.", exc)
+                loaded = ()
             self._nodes = {decode_name(n, "name"): n for n in loaded}
         return self._nodes.get(name)
 

@@ -294,26 +294,31 @@ def test_a_level_wider_than_one_batch_of_trees_restores_whole(
     assert manifest(restored(tmp_path / "out", src)) == manifest(src)
 
 
-def test_a_damaged_folder_listing_costs_only_that_folder(cairn: Cairn, tmp_path: Path) -> None:
-    """A flipped byte in one folder's tree blob: restore names that folder, restores
-    everything else, and exits 6 (it used to stop the whole restore with no name)."""
+def damage_listing(cairn: Cairn, folder: Path, scratch: Path) -> None:
+    """Flip a byte in the middle of ``folder``'s tree blob in the latest snapshot."""
     from agent.archive.repository import Repository
     from agent.dest.local import LocalDestination
     from agent.model.tree import decode_name
 
-    src = build(tmp_path / "src", {"a": {"x.txt": File(b"x")}, "b": {"y.txt": File(b"y")},
-                                   "top.txt": File(b"top")})
-    cairn.backup(src)
-    repo = Repository.open(LocalDestination(cairn.dest), cairn.passphrase, tmp_path / "cache")
+    repo = Repository.open(LocalDestination(cairn.dest), cairn.passphrase, scratch)
     try:
         repo.sync_index()
         tree = repo.find_snapshot("latest").tree
-        for part in [*src.relative_to("/").parts, "a"]:
+        for part in folder.relative_to("/").parts:
             tree = next(n for n in repo.tree(tree) if decode_name(n, "name") == part)["subtree"]
         loc = repo.locate(bytes.fromhex(tree))
     finally:
         repo.close()
     flip_byte(cairn.data_packs()[loc.pack], loc.offset + loc.length // 2)
+
+
+def test_a_damaged_folder_listing_costs_only_that_folder(cairn: Cairn, tmp_path: Path) -> None:
+    """A flipped byte in one folder's tree blob: restore names that folder, restores
+    everything else, and exits 6 (it used to stop the whole restore with no name)."""
+    src = build(tmp_path / "src", {"a": {"x.txt": File(b"x")}, "b": {"y.txt": File(b"y")},
+                                   "top.txt": File(b"top")})
+    cairn.backup(src)
+    damage_listing(cairn, src / "a", tmp_path / "cache")
 
     result = cairn.run("restore", "latest", "--target", tmp_path / "out", "--json", expect=6)
     copy = restored(tmp_path / "out", src)
@@ -329,3 +334,17 @@ def test_a_damaged_folder_listing_costs_only_that_folder(cairn: Cairn, tmp_path:
     listed = cairn.run("ls", "latest", "--json", expect=6)
     assert {e["path"] for e in listed.json()} >= {str(src / "b" / "y.txt"), str(src / "top.txt")}
     assert f"could not list {src / 'a'}" in listed.stderr
+
+
+def test_a_damaged_listing_in_the_parent_snapshot_does_not_stop_backups(
+        cairn: Cairn, tmp_path: Path) -> None:
+    """The next backup reads that folder's files again instead of failing, and its
+    snapshot restores whole."""
+    src = build(tmp_path / "src", {"a": {"x.txt": File(b"x")}, "b": {"y.txt": File(b"y")}})
+    cairn.backup(src)
+    damage_listing(cairn, src / "a", tmp_path / "cache")
+    (src / "a" / "x.txt").write_bytes(b"x, changed")
+    done = cairn.backup(src)
+    assert done["errors"] == [] and done["files_total"] == 2
+    cairn.restore("latest", tmp_path / "out")
+    assert manifest(restored(tmp_path / "out", src)) == manifest(src)
