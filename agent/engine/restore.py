@@ -147,12 +147,12 @@ def _restore(repo: Repository, snap: Snapshot, options: RestoreOptions,
     writer = PackOrderedWriter(repo, options.workers, progress, options.cancel, file_done)
     dirs: list[tuple[str, dict]] = []
     _make_target(options.target)
-    blocked: set[str] = set()  # folders not made: nothing below them can be restored
     def damaged(folder: str, exc: CairnError) -> None:
         why = str(exc).rstrip(".")
         result.errors.append(f"{folder}: its listing cannot be read ({why[:1].lower()}"
                              f"{why[1:]}); nothing in it was restored")
 
+    blocked: set[str] = set()  # folders not made: nothing below them can be restored
     for path, node in _walk(repo, snap.tree, str(options.target), select, damaged):
         if options.cancel.is_set():
             raise Interrupted("Restore cancelled.")
