@@ -1,12 +1,13 @@
 """Restore: snapshot → trees → blobs (read, decrypt, verify, decompress) → files.
 
-The calling thread walks the snapshot's trees once: it creates directories,
-symlinks and empty files, and hands every other file to the
-``PackOrderedWriter``, which then reads each pack once and writes its blobs
-where they belong (creating the files as it goes); zero blocks of sparse files
-stay holes. Directory metadata is applied last, deepest first, so writing files
-does not disturb directory mtimes. A file with damaged data is removed and
-reported; the other files are still restored.
+The calling thread walks the snapshot's trees once, a level at a time (each
+level's trees loaded together): it creates directories, symlinks and empty
+files, and hands every other file to the ``PackOrderedWriter``, which then
+reads each pack once and writes its blobs where they belong (creating the files
+as it goes); zero blocks of sparse files stay holes. Directory metadata is
+applied last, deepest first, so writing files does not disturb directory
+mtimes. A file with damaged data is removed and reported, a folder whose
+listing is damaged is reported; everything else is still restored.
 """
 
 from __future__ import annotations
