@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -362,7 +363,7 @@ class Repository:
         return snap.id
 
     def load_snapshot(self, name: str) -> Snapshot:
-        sealed = self.dest.read("snapshots", name)
+        sealed = self._sealed_snapshot(name)
         if sha256_hex(sealed) != name:
             raise IntegrityError(f"Snapshot {name[:8]} is damaged: its content does not match "
                                  "its name.")
@@ -373,6 +374,37 @@ class Repository:
             raise IntegrityError(f"Snapshot {name[:8]} cannot be read: "
                                  f"{reason[:1].lower()}{reason[1:]}") from exc
         return Snapshot.decode(plain, name)
+
+    def _sealed_snapshot(self, name: str) -> bytes:
+        """A snapshot object as stored; from a server, kept in the local cache (still
+        sealed) once read, since snapshots never change: a backup or a listing then
+        fetches only the snapshots new since the last run, not hundreds."""
+        if getattr(self.dest, "root", None) is not None:
+            return self.dest.read("snapshots", name)  # a local folder: nothing to save
+        kept = self.cache_dir / "snapshots" / name
+        try:
+            sealed = kept.read_bytes()
+            if sha256_hex(sealed) == name:
+                return sealed
+        except OSError:
+            pass
+        sealed = self.dest.read("snapshots", name)
+        if sha256_hex(sealed) == name:  # only an intact copy is kept
+            with contextlib.suppress(OSError):
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                partial = kept.with_suffix(".tmp")
+                partial.write_bytes(sealed)
+                partial.replace(kept)
+        return sealed
+
+    def _forget_kept_snapshots(self, stored: Iterable[str]) -> None:
+        """Drop local copies of snapshots no longer stored (pruned, forgotten)."""
+        folder = self.cache_dir / "snapshots"
+        if getattr(self.dest, "root", None) is not None or not folder.is_dir():
+            return
+        for gone in {p.name for p in folder.iterdir()} - set(stored):
+            with contextlib.suppress(OSError):
+                (folder / gone).unlink()
 
     def snapshots(self) -> list[Snapshot]:
         """Every snapshot, newest first; raises ``IntegrityError`` if one cannot be read
@@ -389,12 +421,14 @@ class Repository:
         out and named in ``unreadable_snapshots``, so that one bad file does not stop
         every backup and restore; ``cairn check`` reports it."""
         snaps, unreadable = [], {}
-        for name in self.dest.list("snapshots"):
+        stored = self.dest.list("snapshots")
+        for name in stored:
             try:
                 snaps.append(self.load_snapshot(name))
             except IntegrityError as exc:
                 unreadable[name] = exc
         self.unreadable_snapshots = unreadable
+        self._forget_kept_snapshots(stored)
         return sorted(snaps, key=lambda s: s.time, reverse=True)
 
     def find_snapshot(self, ref: str) -> Snapshot:
