@@ -375,11 +375,16 @@ class Repository:
                                  f"{reason[:1].lower()}{reason[1:]}") from exc
         return Snapshot.decode(plain, name)
 
+    @property
+    def _keeps_snapshots(self) -> bool:
+        """Snapshots are kept locally for a server, not for a local folder (``root``)."""
+        return getattr(self.dest, "root", None) is None
+
     def _sealed_snapshot(self, name: str) -> bytes:
         """A snapshot object as stored; from a server, kept in the local cache (still
         sealed) once read, since snapshots never change: a backup or a listing then
         fetches only the snapshots new since the last run, not hundreds."""
-        if getattr(self.dest, "root", None) is not None:
+        if not self._keeps_snapshots:
             return self.dest.read("snapshots", name)  # a local folder: nothing to save
         kept = self.cache_dir / "snapshots" / name
         try:
@@ -400,7 +405,7 @@ class Repository:
     def _forget_kept_snapshots(self, stored: Iterable[str]) -> None:
         """Drop local copies of snapshots no longer stored (pruned, forgotten)."""
         folder = self.cache_dir / "snapshots"
-        if getattr(self.dest, "root", None) is not None or not folder.is_dir():
+        if not self._keeps_snapshots or not folder.is_dir():
             return
         for gone in {p.name for p in folder.iterdir()} - set(stored):
             with contextlib.suppress(OSError):
