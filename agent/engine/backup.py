@@ -14,7 +14,8 @@ Threads and their jobs:
   once a run has many (from the first batch when ``cairn backup`` started the
   workers early, for a first backup), and their sealed blobs are packed as soon
   as a batch returns (a batch whose worker died is read on the calling thread
-  instead);
+  instead); a large file ends the workers that sit idle, and a walk held up by
+  small files starts them again (``GROW_AFTER_S``);
 - uploader threads (inside the sink) store full packs and checkpoint the index;
 - the calling thread builds tree blobs in post-order as their files complete,
   then writes the final index and the snapshot.
@@ -64,6 +65,9 @@ BATCH_FILES = 64
 PROCESS_THRESHOLD = 1000  # small files seen before worker processes pay for their start-up
 BATCH_BYTES = 2 * 1024 * 1024
 SEAL_BUFFER = 1024 * 1024 + OVERHEAD  # per chunk thread: compressed chunks seal into it
+# A walk held up this long by full worker processes, while no large file is being read,
+# starts again the workers that large files had ended (``SealPool.shrink``).
+GROW_AFTER_S = 0.25
 FOLDER_QUEUE = 4096  # folders walked and waiting for their tree blob
 _DONE = object()
 
@@ -167,9 +171,12 @@ class _FileReader:
     def _submit(self, batch: _Batch) -> None:
         to_process = self._wants_process(batch)
         slots = self._proc_slots if to_process else self._slots
-        while not slots.acquire(timeout=0.5):
-            if self._cancel.is_set() or self.abort.is_set():
-                raise Interrupted("Backup cancelled.")
+        if not slots.acquire(timeout=GROW_AFTER_S):
+            if to_process and self._procs is not None and self._thread_jobs == 0:
+                self._procs.grow()  # small files queue up, and no large file needs the cores
+            while not slots.acquire(timeout=0.5):
+                if self._cancel.is_set() or self.abort.is_set():
+                    raise Interrupted("Backup cancelled.")
         if to_process:
             if self._procs is None:
                 self.on_processes_start()
@@ -314,6 +321,8 @@ class _FileReader:
             if data is not None:
                 chunks = [data] if len(data) < MIN_SIZE else self._chunker().chunks_of(data)
             else:  # a large file, or one that grew past a small file's size since the walk
+                if self._procs is not None:
+                    self._procs.shrink()  # idle worker processes only hold memory now
                 f.seek(0)
                 chunks = self._chunker().chunks(f)
                 lent = LentChunks(self._seal_chunk, self._reserve_helper, self._start_helper,

@@ -20,7 +20,8 @@ reading them (``agent.scan.source.open_ahead``), so a cold disk has many reads
 in flight rather than one, without reader threads; where the kernel takes no
 such advice (Windows, macOS), a few reader threads read ahead instead.
 Large files stay on threads (zstd releases the GIL there, and their sealed
-chunks would otherwise cross a pipe in bulk).
+chunks would otherwise cross a pipe in bulk); while they do, idle workers are
+ended and started again when small files queue up (``SealPool.shrink``, ``grow``).
 
 Wire format on the worker's stdin and stdout (private to one run): every
 message is a 4-byte big-endian length and a pickle. The first request is
@@ -156,16 +157,26 @@ class SealWorker:
     def pending(self) -> int:
         return len(self._waiting)
 
-    def submit(self, paths: list[str], done: Callback) -> None:
-        """Seal ``paths`` in the worker; ``done`` gets the result or ``WorkerLost``."""
+    def submit(self, paths: list[str], done: Callback) -> bool:
+        """Seal ``paths`` in the worker; ``done`` gets the result or ``WorkerLost``.
+        False (and ``done`` is not called) if the worker has ended or was retired."""
         with self._lock:
-            alive = self.alive
-            if alive:
-                self._waiting.append(done)
-                with contextlib.suppress(OSError):  # it died: the reader fails what waits
-                    _send(self._proc.stdin, paths)  # type: ignore[arg-type]
-        if not alive:
-            done(WorkerLost("the worker process ended"))
+            if not self.alive:
+                return False
+            self._waiting.append(done)
+            with contextlib.suppress(OSError):  # it died: the reader fails what waits
+                _send(self._proc.stdin, paths)  # type: ignore[arg-type]
+        return True
+
+    def retire(self) -> bool:
+        """End the worker if it has nothing to do (it takes no more work); True if so."""
+        with self._lock:
+            if self._waiting or not self.alive:
+                return False
+            self.alive = False
+            with contextlib.suppress(OSError):
+                self._proc.stdin.close()  # type: ignore[union-attr]
+        return True
 
     def _read_answers(self) -> None:
         stdout = self._proc.stdout
@@ -210,19 +221,60 @@ class SealWorker:
 
 class SealPool:
     """Worker processes started on demand (or adopted from ``start_early``); each
-    batch goes to the least busy one."""
+    batch goes to the least busy one.
+
+    Idle workers can be ended while the run has other work for the cores
+    (``shrink``: a first backup's large files, which chunk on threads) and
+    started again when small files queue up (``grow``). Each worker holds ~30 MiB,
+    so this keeps them out of memory while they would only wait. Ended workers
+    are not restarted after ``MAX_SHRINKS``, so a tree that alternates large
+    files and many small ones costs at most that many worker start-ups.
+    """
+
+    MAX_SHRINKS = 4
 
     def __init__(self, keys: ArchiveKeys, known_raw: bytes, processes: int) -> None:
+        self._keys, self._known_raw, self._processes = keys, known_raw, processes
         adopted = [_started_early.pop() for _ in range(min(processes, len(_started_early)))]
         self.workers = [SealWorker(keys, known_raw, proc) for proc in adopted]
         self.workers += [SealWorker(keys, known_raw) for _ in range(processes - len(adopted))]
+        self._resize = threading.Lock()
+        self._shrinks = 0
+        self._shrunk = False  # workers were ended by ``shrink`` and not started again
 
     def submit(self, paths: list[str], done: Callback) -> None:
-        alive = [w for w in self.workers if w.alive]
-        if not alive:
-            done(WorkerLost("every worker process ended"))
-            return
-        min(alive, key=lambda w: w.pending).submit(paths, done)
+        while True:
+            alive = [w for w in self.workers if w.alive]
+            if not alive:
+                done(WorkerLost("every worker process ended"))
+                return
+            if min(alive, key=lambda w: w.pending).submit(paths, done):
+                return  # else it ended just now (retired, or died): choose again
+
+    def shrink(self) -> int:
+        """End idle workers while more than one is left; how many were ended."""
+        with self._resize:
+            if self._shrinks >= self.MAX_SHRINKS:
+                return 0
+            alive = [w for w in self.workers if w.alive]
+            ended = 0
+            for worker in alive:
+                if len(alive) - ended > 1:
+                    ended += worker.retire()
+            if ended:
+                self._shrinks += 1
+                self._shrunk = True
+            return ended
+
+    def grow(self) -> bool:
+        """Start again the workers ``shrink`` ended; True if it started any."""
+        with self._resize:
+            if not self._shrunk:
+                return False
+            self._shrunk = False
+            missing = self._processes - sum(w.alive for w in self.workers)
+            self.workers += [SealWorker(self._keys, self._known_raw) for _ in range(missing)]
+            return missing > 0
 
     def close(self, cancel: bool = False) -> None:
         for worker in self.workers:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -110,6 +111,105 @@ def test_batches_of_a_killed_worker_are_reported_lost(keys: ArchiveKeys, tmp_pat
     pool.close()
 
 
+def test_shrink_ends_idle_workers_only_and_grow_starts_them_again(keys: ArchiveKeys,
+                                                                  tmp_path: Path) -> None:
+    (tmp_path / "a").write_bytes(b"data")
+    path = str(tmp_path / "a")
+    pool = SealPool(keys, b"", 3)
+    busy, idle = pool.workers[0], pool.workers[1:]
+    answers = Answers()
+    try:
+        os.kill(busy.pid, signal.SIGSTOP)  # holds its batch until it is let go
+        pool.submit([path], answers)
+        assert busy.pending == 1
+        assert pool.shrink() == 2  # both idle ones: the busy one stays, and is enough
+        assert [w.alive for w in pool.workers] == [True, False, False]
+        assert all(w._proc.wait(10) == 0 for w in idle)  # they exited
+        assert pool.shrink() == 0  # never the last one
+        os.kill(busy.pid, signal.SIGCONT)
+        pool.submit([path], answers)  # goes to the one left
+        assert [outcome[0][0][0] for outcome in answers.wait(2)] == [[keys.blob_id(b"data")]] * 2
+        assert busy.pending == 0
+        assert pool.grow()
+        assert sum(w.alive for w in pool.workers) == 3
+        assert not pool.grow()  # nothing was ended since
+        for worker in pool.workers[3:]:  # the new workers serve
+            assert worker.submit([path], answers)
+        assert all(not isinstance(a, BaseException) for a in answers.wait(4))
+    finally:
+        os.kill(busy.pid, signal.SIGCONT)
+        pool.close()
+
+
+def test_shrink_stops_after_its_limit(keys: ArchiveKeys) -> None:
+    pool = SealPool(keys, b"", 2)
+    try:
+        for _ in range(SealPool.MAX_SHRINKS):
+            assert pool.shrink() == 1
+            assert pool.grow()
+        assert pool.shrink() == 0 and not pool.grow()
+        assert sum(w.alive for w in pool.workers) == 2
+    finally:
+        pool.close()
+
+
+def test_a_backup_ends_idle_workers_for_large_files_and_starts_them_for_small_ones(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Small files, then large ones (idle workers end), then small files again (they
+    start again): every file is in the snapshot."""
+    small = {f"f{i:03d}": File(random_bytes(100 + i, i)) for i in range(100)}
+    tree = {f"a{d:02d}": dict(small) for d in range(PROCESS_THRESHOLD // 100 + 2)}
+    tree["b-large"] = {f"big{i}": File(random_bytes(MIN_SIZE * 3, 50 + i)) for i in range(2)}
+    tree.update({f"c{d:02d}": {f"g{i:03d}": File(random_bytes(200 + i, d * 1000 + i))
+                               for i in range(100)} for d in range(15)})
+    src = build(tmp_path / "src", tree)
+    monkeypatch.setattr(backup, "GROW_AFTER_S", 0.05)
+    ended, started = [], []
+    shrunk = threading.Event()
+    real_shrink, real_grow = SealPool.shrink, SealPool.grow
+    real_read_file = backup._FileReader.read_file
+
+    def shrink_once_idle(self: SealPool) -> int:
+        """Wait for the first small files' batches, so there are idle workers to end;
+        then hold the one left for a second, so the small files after the large ones
+        queue up."""
+        deadline = time.monotonic() + 30
+        while any(w.pending for w in self.workers) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        ended.append(real_shrink(self))
+        if ended[-1]:
+            (left,) = [w for w in self.workers if w.alive]
+            os.kill(left.pid, signal.SIGSTOP)
+            threading.Timer(1.0, os.kill, (left.pid, signal.SIGCONT)).start()
+        shrunk.set()
+        return ended[-1]
+
+    def grow(self: SealPool) -> bool:
+        started.append(real_grow(self))
+        return started[-1]
+
+    def read_file(self: object, path: str, node: dict, task: object) -> None:
+        if "/c00/" in path and not shrunk.is_set():  # the walk waits for the large files
+            assert shrunk.wait(30)
+            time.sleep(0.3)
+        real_read_file(self, path, node, task)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SealPool, "shrink", shrink_once_idle)
+    monkeypatch.setattr(SealPool, "grow", grow)
+    monkeypatch.setattr(backup._FileReader, "read_file", read_file)
+    repo = Repository.create(LocalDestination(tmp_path / "archive"), "pw", tmp_path / "cache")
+    try:
+        result = run_backup(repo, BackupOptions(paths=(src,), workers=2, processes=2))
+        assert result.errors == []
+        assert sum(ended) >= 1 and any(started)
+        assert result.counts.files_new == sum(len(files) for files in tree.values())
+        run_restore(repo, result.snapshot, RestoreOptions(target=tmp_path / "out", workers=2))
+        assert manifest(restored(tmp_path / "out", src)) == manifest(src)
+        assert run_check(repo, read_data=True).ok
+    finally:
+        repo.close()
+
+
 def test_an_answer_that_does_not_decode_ends_the_worker_and_its_batches_are_lost(
         keys: ArchiveKeys, tmp_path: Path) -> None:
     (tmp_path / "a").write_bytes(b"data")
@@ -145,12 +245,13 @@ def test_a_backup_completes_when_its_worker_processes_are_killed(
     submitted = 0
     real_submit = SealWorker.submit
 
-    def submit_then_kill(self: SealWorker, paths: list[str], done: object) -> None:
+    def submit_then_kill(self: SealWorker, paths: list[str], done: object) -> bool:
         nonlocal submitted
-        real_submit(self, paths, done)  # type: ignore[arg-type]
+        taken = real_submit(self, paths, done)  # type: ignore[arg-type]
         submitted += 1
         if submitted in (3, 6):  # one worker, then the other (or the same one again)
             os.kill(self.pid, signal.SIGKILL)
+        return taken
 
     monkeypatch.setattr(sealworkers.SealWorker, "submit", submit_then_kill)
     repo = Repository.create(LocalDestination(tmp_path / "archive"), "pw", tmp_path / "cache")
@@ -272,9 +373,9 @@ def test_a_backup_hands_small_files_to_workers_started_early_from_its_first_batc
     used: set[int] = set()
     real_submit = SealWorker.submit
 
-    def submit(self: SealWorker, paths: list[str], done: object) -> None:
+    def submit(self: SealWorker, paths: list[str], done: object) -> bool:
         used.add(self.pid)
-        real_submit(self, paths, done)  # type: ignore[arg-type]
+        return real_submit(self, paths, done)  # type: ignore[arg-type]
 
     monkeypatch.setattr(sealworkers.SealWorker, "submit", submit)
     repo = Repository.create(LocalDestination(tmp_path / "archive"), "pw", tmp_path / "cache")
