@@ -226,9 +226,9 @@ class SealPool:
     Idle workers can be ended while the run has other work for the cores
     (``shrink``: a first backup's large files, which chunk on threads) and
     started again when small files queue up (``grow``). Each worker holds ~30 MiB,
-    so this keeps them out of memory while they would only wait. Ended workers
-    are not restarted after ``MAX_SHRINKS``, so a tree that alternates large
-    files and many small ones costs at most that many worker start-ups.
+    so this keeps them out of memory while they would only wait. A pool shrinks
+    at most ``MAX_SHRINKS`` times, so a tree that alternates large files and many
+    small ones costs at most that many worker start-ups.
     """
 
     MAX_SHRINKS = 4
