@@ -15,6 +15,11 @@ worker processes for many new files, all but one end (``retire_processes``):
 the seal workers need the cores, but folder-dense stretches of a first backup
 still outrun a crawl thread, whose every system call hands the GIL away.
 
+A lister process answers a request with the folder's listing and those of the
+subfolders below it, up to ``SUBTREE_ENTRIES`` entries (``agent.scan.listproc``);
+the crawl keeps those the walker's picker wants and queues the subfolders the
+answer stopped short of.
+
 ``cairn backup`` starts a crawl of the named folders before it imports the rest
 of Cairn and derives the archive key (``start_early``); the walker adopts it and
 tells it what to leave out (``set_picker``, ``forget``).
@@ -37,7 +42,11 @@ ChildPicker = Callable[[str, Sequence[Entry]], list[tuple[str, str]]]  # → (na
 CRAWL_THREADS = 4  # lister processes (else threads); 4 beat 2 and 3 in paired cold runs here
 MAX_ENTRIES = 20_000
 HEAD_START_ENTRIES = 60_000  # the bound until the walker's first take (start-up overlaps)
-PIPELINE = 16  # requests outstanding per lister process
+PIPELINE = 4  # requests outstanding per lister process
+# Entries a lister process lists below a requested folder before it answers
+# (``agent.scan.listproc``): 250-2000 all ran the same; this bounds what the crawl
+# holds beyond ``max_entries`` to PIPELINE * SUBTREE_ENTRIES per process.
+SUBTREE_ENTRIES = 500
 RETIRE_AFTER_S = 1.0  # lister processes end once the bound has held the crawl back this long
 # Crawl threads that go on listing once the lister processes are retired: the walker is
 # then the slower part, and each thread's system calls hand the GIL away (ten interleaved
@@ -70,7 +79,8 @@ def start_early(roots: list[str]) -> None:
     _early = (sorted(roots), crawler)
 
 
-def adopt_early(roots: list[str], pick_children: ChildPicker) -> Crawler | None:
+def adopt_early(roots: list[str], pick_children: ChildPicker, *,
+                subtree_entries: int = SUBTREE_ENTRIES) -> Crawler | None:
     """The early crawl, if it was started for exactly these roots (else it is stopped)."""
     global _early
     early, _early = _early, None
@@ -79,7 +89,7 @@ def adopt_early(roots: list[str], pick_children: ChildPicker) -> Crawler | None:
     if early[0] != sorted(roots):
         early[1].close()
         return None
-    early[1].set_picker(pick_children)
+    early[1].set_picker(pick_children, subtree_entries=subtree_entries)
     return early[1]
 
 
@@ -107,6 +117,7 @@ class Crawler:
         self._processes = list(processes or [])  # retired once the crawl has run dry
         self._retired = False
         self._let_go: set[int] = set()  # indexes of processes ended while others go on
+        self._subtree_entries = SUBTREE_ENTRIES
         self._forgotten: list[str] = []
         self._closed = False
         self._threads = [threading.Thread(target=self._run_process, args=(p, i),
@@ -132,9 +143,13 @@ class Crawler:
         self._roots += 1
         return (self._roots,)
 
-    def set_picker(self, pick_children: ChildPicker) -> None:
-        """Choose which subfolders to crawl from now on (see ``forget`` for the earlier)."""
+    def set_picker(self, pick_children: ChildPicker, *,
+                   subtree_entries: int = SUBTREE_ENTRIES) -> None:
+        """Choose which subfolders to crawl from now on (see ``forget`` for the earlier),
+        and how many entries a lister process may list below a folder it is asked for
+        (0 when the walk skips most subfolders: they would be listed for nothing)."""
         self._pick_children = pick_children
+        self._subtree_entries = subtree_entries
 
     def forget(self, path: str) -> None:
         """Drop a folder the walker will not list, and all the crawl holds below it."""
@@ -227,20 +242,22 @@ class Crawler:
                     jobs.append(job)
             if jobs and process is not None:
                 try:
-                    process.send([path for _key, path in jobs])
+                    process.send([path for _key, path in jobs], self._subtree_entries)
                 except OSError:
                     process = None
             in_flight.extend(jobs)
             if not in_flight:
                 return
             key, path = in_flight.popleft()
-            listing = None
+            answer = None
             if process is not None:
                 try:
-                    listing = process.receive()
+                    answer = process.receive()
+                    if not answer or answer[0][0] != path:
+                        raise EOFError("the lister process answered out of order")
                 except (EOFError, OSError):
-                    process = None
-            if listing is None:  # the helper died: list the rest here
+                    answer, process = None, None
+            if answer is None:  # the helper died: list the rest here
                 for job in (*in_flight, (key, path)):
                     self._finish(*job, list_dir(job[1]))
                 in_flight.clear()
@@ -249,7 +266,7 @@ class Crawler:
                 if not self._retired or index < THREADS_AFTER_RETIRING:
                     self._run()
                 return
-            self._finish(key, path, listing)
+            self._finish_subtree(key, path, answer)
 
     def _next_job(self, *, wait: bool, thread: int = -1) -> tuple[tuple, str] | None:
         """The earliest pending folder, marked as being listed (lock held); None if closed
@@ -293,6 +310,39 @@ class Crawler:
             self._ready.notify_all()  # the walker, if it waits for this folder
         self._queue_children(path, key, listing)
 
+    def _finish_subtree(self, key: tuple, path: str, answer: list[tuple[str, Listing]]) -> None:
+        """Hand the walker a folder's listing and those a lister process listed below it.
+
+        Only listings of folders the walker will take are kept (its picker decides,
+        as for any folder); a picked subfolder the answer does not hold is queued.
+        """
+        listings = dict(answer)
+        kept: list[tuple[str, Listing]] = []
+        queued: list[tuple[tuple, str]] = []
+        stack = [(key, path)]
+        while stack:
+            folder_key, folder = stack.pop()
+            listing = listings[folder]
+            kept.append((folder, listing))
+            if isinstance(listing, OSError):
+                continue
+            for name, child in reversed(self._pick_children(folder, listing)):
+                child_key = (*folder_key, name)
+                (stack if child in listings else queued).append((child_key, child))
+        with self._cond:
+            self._listing_now -= 1
+            self._wake_if_idle()
+            for folder, listing in kept:
+                if self._is_forgotten(folder) or (folder != path and folder in self._done):
+                    continue  # left out, or a folder also crawled on its own (a nested root)
+                self._pending.pop(folder, None)
+                self._done[folder] = listing
+                if not isinstance(listing, OSError):
+                    self._buffered += len(listing)
+            self._ready.notify_all()  # the walker, if it waits for one of them
+            if not self._closed:
+                self._queue(queued)
+
     def _wake_if_idle(self) -> None:
         """Nothing is being listed: crawl threads waiting with lister processes check
         whether to retire them (lock held)."""
@@ -319,11 +369,15 @@ class Crawler:
         if not children:
             return
         with self._cond:
-            if self._closed or self._is_forgotten(path):
-                return
-            for name, child in children:
-                child_key = (*key, name)
-                self._pending[child] = child_key
-                self._pending_ever = True
-                heapq.heappush(self._heap, (child_key, child))
+            if not self._closed:
+                self._queue([((*key, name), child) for name, child in children])
+
+    def _queue(self, children: list[tuple[tuple, str]]) -> None:
+        """Queue folders to crawl, unless forgotten meanwhile (lock held)."""
+        children = [(k, child) for k, child in children if not self._is_forgotten(child)]
+        for child_key, child in children:
+            self._pending[child] = child_key
+            self._pending_ever = True
+            heapq.heappush(self._heap, (child_key, child))
+        if children:
             self._cond.notify(len(children))

@@ -11,12 +11,25 @@ Children are forked only from a single-threaded process (``cairn backup``
 starts them before anything else, see ``agent.launch``), and only where
 ``os.fork`` exists; elsewhere the crawl lists on threads.
 
-Wire format on the two pipes (private to one run): a request is a 4-byte
-big-endian length and the folder path (``os.fsencode``); an answer is a 4-byte
-length and a pickle of either the ``OSError`` that listing the folder raised, or
-the ``parts`` of its ``PackedListing`` (names, packed lstat fields, per-entry
-errors), which the parent holds as they come, without a Python object per field.
-A child exits when its request pipe closes.
+A child lists the requested folder and, depth-first in the walk's own order,
+the subfolders below it on the same file system, until it has listed
+``budget`` entries: one answer then carries a whole small subtree, and the
+parent's per-folder work (a request, a wake-up, a GIL hand-off) is paid once
+for many folders. Measured on the benchmark set (13.7k folders): a cold
+standalone crawl took 1.32-1.34 CPU s against 1.77-1.93 with one folder per
+answer, and cold no-change re-backups 1.17-1.24 s against 1.40-1.46. The
+parent keeps only the listings the walker will take (``Crawler``); a child
+never crosses into another file system, so an excluded network mount that
+hangs is never touched.
+
+Wire format on the two pipes (private to one run): a request is the path's
+length and the entry budget (two 4-byte big-endian integers), then the folder
+path (``os.fsencode``); an answer is a 4-byte length and a pickle of a list of
+``(path, listing)`` pairs in depth-first pre-order, the requested folder first,
+where each listing is either the ``OSError`` that listing that folder raised,
+or the ``parts`` of its ``PackedListing`` (names, packed lstat fields,
+per-entry errors), which the parent holds as they come, without a Python object
+per field. A child exits when its request pipe closes.
 """
 
 from __future__ import annotations
@@ -24,12 +37,15 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import stat
 import struct
 import threading
 
-from agent.scan.listing import PackedListing, list_dir
+from agent.scan.listing import Entry, PackedListing, list_dir
 
 _LENGTH = struct.Struct(">I")
+_REQUEST = struct.Struct(">II")  # path length, entry budget
+Answer = list[tuple[str, "PackedListing | list[Entry] | OSError"]]
 _open_in_parent: set[int] = set()  # other children's pipe ends: a child must not hold them
 
 
@@ -68,20 +84,21 @@ class ListerProcess:
         self._closed = False
         self._io = threading.Lock()  # held while the pipes are in use, and to close them
 
-    def send(self, paths: list[str]) -> None:
-        """Ask for folders' listings (one write); answers come back in the order asked."""
+    def send(self, paths: list[str], budget: int) -> None:
+        """Ask for folders' listings, each with its subfolders' up to ``budget`` entries
+        (one write); answers come back in the order asked."""
         parts = []
         for path in paths:
             data = os.fsencode(path)
-            parts += (_LENGTH.pack(len(data)), data)
+            parts += (_REQUEST.pack(len(data), budget), data)
         with self._io:
             if self._closed:
                 raise OSError("the lister process was ended")
             _write_all(self._request_w, b"".join(parts))
 
-    def receive(self) -> PackedListing | list | OSError:
-        """The next answer: a folder's listing (buffered: one read often brings
-        several answers)."""
+    def receive(self) -> Answer:
+        """The next answer: a folder's listing and those listed below it (buffered: one
+        read often brings several answers)."""
         with self._io:
             if self._closed:
                 raise OSError("the lister process was ended")
@@ -93,10 +110,9 @@ class ListerProcess:
         if len(body) < length:
             raise EOFError("the lister process ended")
         try:
-            answer = pickle.loads(body)
-            if isinstance(answer, OSError | list):
-                return answer
-            return PackedListing(*answer)
+            return [(path, listing if isinstance(listing, OSError | list)
+                     else PackedListing(*listing))
+                    for path, listing in pickle.loads(body)]
         except (pickle.UnpicklingError, ValueError, TypeError) as exc:  # treated as its end
             raise EOFError("the lister process sent a malformed answer") from exc
 
@@ -116,18 +132,43 @@ class ListerProcess:
 def _serve(requests: int, answers: int) -> None:
     while True:
         try:
-            head = _read_exactly(requests, _LENGTH.size)
+            head = _read_exactly(requests, _REQUEST.size)
         except EOFError:
             return
-        (length,) = _LENGTH.unpack(head)
+        length, budget = _REQUEST.unpack(head)
         path = os.fsdecode(_read_exactly(requests, length))
-        listing = list_dir(path)
-        answer: object = listing
-        if not isinstance(listing, OSError):
-            with contextlib.suppress(struct.error):  # a field beyond 64 bits: send them whole
-                answer = PackedListing.pack(listing).parts()
-        data = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps(list_subtree(path, budget), protocol=pickle.HIGHEST_PROTOCOL)
         _write_all(answers, _LENGTH.pack(len(data)) + data)
+
+
+def list_subtree(path: str, budget: int) -> list[tuple[str, object]]:
+    """``path``'s listing, then its subfolders' (depth-first, names sorted, on the same
+    file system) while fewer than ``budget`` entries were listed: each as the
+    ``parts`` of a ``PackedListing`` (the entries whole if a field is beyond 64 bits),
+    or the ``OSError`` that listing it raised."""
+    answer: list[tuple[str, object]] = []
+    pending, listed, device = [path], 0, None
+    while pending:
+        folder = pending.pop()
+        listing = list_dir(folder)
+        if isinstance(listing, OSError):
+            answer.append((folder, listing))
+            continue
+        listed += len(listing)
+        packed: object = listing
+        with contextlib.suppress(struct.error):  # a field beyond 64 bits: send them whole
+            packed = PackedListing.pack(listing).parts()
+        answer.append((folder, packed))
+        if listed >= budget:
+            break
+        if device is None:
+            with contextlib.suppress(OSError):
+                device = os.lstat(folder).st_dev
+        prefix = folder if folder.endswith(os.sep) else folder + os.sep
+        pending += reversed([prefix + name for name, st in listing
+                             if not isinstance(st, OSError) and stat.S_ISDIR(st.st_mode)
+                             and st.st_dev == device])
+    return answer
 
 
 def _read_exactly(fd: int, size: int) -> bytes:

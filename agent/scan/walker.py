@@ -31,7 +31,7 @@ from pathlib import Path
 
 from agent.errors import IntegrityError
 from agent.model.tree import decode_name, encode_name
-from agent.scan.crawler import PROCESSES_WHILE_READING, Crawler, adopt_early
+from agent.scan.crawler import PROCESSES_WHILE_READING, SUBTREE_ENTRIES, Crawler, adopt_early
 from agent.scan.dircache import DirCache
 from agent.scan.listing import Entry, entry_names, fingerprint, subfolder_names
 
@@ -126,7 +126,11 @@ class Walker:
     def walk(self, paths: list[Path], parent_tree: str | None) -> None:
         """Walk every source path; emits the root DirTask last."""
         roots = [str(p) for p in paths]
-        self._crawler = adopt_early(roots, self._crawl_children) or Crawler(self._crawl_children)
+        # With a change journal most subfolders are skipped: lister processes list
+        # only the folders asked for.
+        subtree = 0 if self._dirty is not None else SUBTREE_ENTRIES
+        self._crawler = (adopt_early(roots, self._crawl_children, subtree_entries=subtree)
+                         or Crawler(self._crawl_children))
         try:
             prefix: dict = {}
             for p in paths:

@@ -106,19 +106,80 @@ def test_lister_process_answers_in_order_and_ends_on_close(tmp_path: Path) -> No
     make_tree(tmp_path, width=2, depth=1)
     process = ListerProcess()
     paths = [str(tmp_path), str(tmp_path / "d0"), str(tmp_path / "missing"), str(tmp_path / "d1")]
-    process.send(paths[:1])
-    process.send(paths[1:])  # several outstanding requests, answered in order
+    process.send(paths[:1], 0)
+    process.send(paths[1:], 0)  # several outstanding requests, answered in order
     answers = [process.receive() for _ in paths]
-    assert isinstance(answers[2], FileNotFoundError)
-    for path, answer in zip(paths, answers, strict=True):
-        if not isinstance(answer, OSError):
-            assert same_listing(answer, list_dir(path))
+    assert [[folder for folder, _ in answer] for answer in answers] == [[p] for p in paths]
+    assert isinstance(answers[2][0][1], FileNotFoundError)
+    for path, ((_, listing),) in zip(paths, answers, strict=True):
+        if not isinstance(listing, OSError):
+            assert same_listing(listing, list_dir(path))
     pid = process._pid
     process.close()
     with pytest.raises(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)  # reaped: no zombie left behind
     with pytest.raises(OSError, match="ended"):
-        process.send([str(tmp_path)])
+        process.send([str(tmp_path)], 0)
+
+
+@needs_fork
+def test_lister_process_lists_a_subtree_in_walk_order_up_to_its_budget(tmp_path: Path) -> None:
+    make_tree(tmp_path, width=2, depth=2)  # d0, d0/d0, d0/d1, d1, ...; files in each
+    (tmp_path / "d0" / "link").symlink_to(tmp_path / "d1")  # not a folder of its own
+    process = ListerProcess()
+    try:
+        process.send([str(tmp_path)], 10_000)
+        process.send([str(tmp_path / "d0"), str(tmp_path)], 1)  # the folder asked for only
+        process.send([str(tmp_path)], 9)  # the root's 4 entries, then d0's 5: budget spent
+        whole, first, first_too, some = (process.receive() for _ in range(4))
+    finally:
+        process.close()
+    below = sorted((str(p) for p in tmp_path.rglob("*") if p.is_dir() and not p.is_symlink()),
+                   key=lambda p: p.split(os.sep))
+    expected = [str(tmp_path), *below]
+    assert [folder for folder, _ in whole] == expected  # depth first, names sorted
+    assert all(same_listing(listing, list_dir(folder)) for folder, listing in whole)
+    assert [folder for folder, _ in first] == [str(tmp_path / "d0")]
+    assert [folder for folder, _ in first_too] == [str(tmp_path)]
+    assert [folder for folder, _ in some] == expected[:2]  # the root and d0
+
+
+@needs_fork
+@pytest.mark.parametrize("subtree_entries", [0, 3, 10_000])
+def test_lister_processes_keep_only_the_subfolders_the_walker_picks(
+        tmp_path: Path, subtree_entries: int) -> None:
+    """A lister process lists below the folder asked for without knowing what the walk
+    leaves out: the crawl must keep none of that (it would never be taken), and must
+    still queue what an answer stopped short of."""
+    make_tree(tmp_path, width=3, depth=3)
+    skipped = str(tmp_path / "d1")
+
+    def pick(path: str, listing: list) -> list[tuple[str, str]]:
+        return [(n, c) for n, c in every_subfolder(path, listing) if c != skipped]
+
+    crawler = Crawler(pick, processes=[ListerProcess() for _ in range(2)])
+    crawler.set_picker(pick, subtree_entries=subtree_entries)
+    crawler.seed([str(tmp_path)])
+    try:
+        deadline = time.monotonic() + 30  # the crawl lists ahead, from the top folder down
+        while (crawler._heap or crawler._listing_now) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen: dict[str, list] = {}
+
+        def visit(path: str) -> None:
+            seen[path] = crawler.take(path)  # type: ignore[assignment]
+            for name, st in seen[path]:
+                child = os.path.join(path, name)
+                if stat.S_ISDIR(st.st_mode) and child != skipped:
+                    visit(child)
+
+        visit(str(tmp_path))
+        assert not any(path.startswith(skipped) for path in seen)
+        assert all(same_listing(listing, list_dir(path)) for path, listing in seen.items())
+        assert len(seen) == 1 + 2 * (1 + 3 + 9)
+        assert crawler._buffered == 0 and not crawler._done  # nothing of d1 is held
+    finally:
+        crawler.close()
 
 
 @needs_fork
@@ -131,7 +192,7 @@ def test_closing_a_lister_from_another_thread_waits_for_a_request_being_sent(
     request_pipe = os.fstat(process._request_w).st_ino
     os.kill(process._pid, signal.SIGSTOP)  # it reads no request for now
     long_missing = [str(tmp_path / ("a/" * 1900) / str(i)) for i in range(24)]  # > a pipe's 64 KiB
-    sender = threading.Thread(target=process.send, args=(long_missing,))
+    sender = threading.Thread(target=process.send, args=(long_missing, 0))
     sender.start()
     time.sleep(0.2)  # the sender is blocked on the full request pipe
     closer = threading.Thread(target=process.close)

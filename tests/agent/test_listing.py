@@ -74,11 +74,11 @@ def test_a_lister_sends_whole_stat_results_when_a_listing_cannot_be_packed(
     monkeypatch.setattr(PackedListing, "pack", classmethod(cannot_pack))
     process = ListerProcess()  # forked now: the child has the patched method
     try:
-        process.send([str(tmp_path)])
-        answer = process.receive()
+        process.send([str(tmp_path)], 0)
+        ((path, answer),) = process.receive()
     finally:
         process.close()
-    assert isinstance(answer, list)
+    assert path == str(tmp_path) and isinstance(answer, list)
     plain = [entry for entry in listing if entry[0] != "vanished"]
     assert [(n, s.st_ino, s.st_mode, s.st_mtime_ns) for n, s in answer] == \
            [(n, s.st_ino, s.st_mode, s.st_mtime_ns) for n, s in plain]
