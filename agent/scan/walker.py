@@ -85,23 +85,37 @@ def _unchanged(old: dict | None, st: os.stat_result) -> bool:
 
 
 class _OldTree:
-    """A folder's previous nodes by name, loaded only when first needed."""
+    """A folder's previous nodes by name, loaded only when first needed.
 
-    __slots__ = ("_load", "_nodes", "tree_id")
+    ``tree_id`` may come from the folder cache, i.e. from the newest run; if that
+    run's snapshot was forgotten and pruned since, the archive no longer holds it
+    (``known``), and ``fallback`` gives the parent snapshot's tree instead.
+    """
 
-    def __init__(self, load: TreeLoader, tree_id: str | None) -> None:
+    __slots__ = ("_fallback", "_known", "_load", "_nodes", "tree_id")
+
+    def __init__(self, load: TreeLoader, tree_id: str | None,
+                 known: Callable[[str], bool] | None = None,
+                 fallback: Callable[[], str | None] | None = None) -> None:
         self._load, self.tree_id, self._nodes = load, tree_id, None
+        self._known, self._fallback = known, fallback
 
     def get(self, name: str) -> dict | None:
         if self._nodes is None:
-            try:
-                loaded = self._load(self.tree_id) if self.tree_id else ()
-            except IntegrityError as exc:  # the new snapshot must not depend on it
-                log.warning("The previous listing of a folder cannot be read (%s); its "
-                            "files are read again.", exc)
-                loaded = ()
-            self._nodes = {decode_name(n, "name"): n for n in loaded}
+            self._nodes = {decode_name(n, "name"): n for n in self._loaded()}
         return self._nodes.get(name)
+
+    def _loaded(self) -> Iterable[dict]:
+        tree_id = self.tree_id
+        if tree_id and self._fallback is not None and self._known is not None \
+                and not self._known(tree_id):
+            tree_id = self._fallback()
+        try:
+            return self._load(tree_id) if tree_id else ()
+        except IntegrityError as exc:  # the new snapshot must not depend on it
+            log.warning("The previous listing of a folder cannot be read (%s); its "
+                        "files are read again.", exc)
+            return ()
 
 
 class Walker:
@@ -173,7 +187,8 @@ class Walker:
             self._on_error(f"{path}: not a folder")
             return
         task = DirTask(path=path, node=stat_node(name, st))
-        children = _OldTree(self._load_tree, self._old_tree_id(path, old.get(name)))
+        children = _OldTree(self._load_tree, self._old_tree_id(path, old, name),
+                            self._tree_known, lambda: _subtree(old.get(name)))
         for child, child_sub in sorted(sub.items()):
             self._visit_prefix(_join(path, child), child, child_sub, children, task)
         self._finish_dir(task, parent)
@@ -191,20 +206,19 @@ class Walker:
         if stat.S_ISREG(mode):
             self._visit_file(path, name, st, old.get(name), parent)
         elif stat.S_ISDIR(mode):
-            tree_id = self._old_tree_id(path, None)
-            if tree_id is None:
-                prev = old.get(name)
-                tree_id = prev.get("subtree") if prev and prev["type"] == "dir" else None
-            return self._walk_dir(path, stat_node(name, st), tree_id, parent)
+            return self._walk_dir(path, stat_node(name, st), self._old_tree_id(path, old, name),
+                                  parent, lambda: _subtree(old.get(name)))
         elif stat.S_ISLNK(mode):
             self._visit_symlink(path, name, st, parent)
         return False  # sockets, FIFOs and devices are not backed up
 
-    def _old_tree_id(self, path: str, prev: dict | None) -> str | None:
+    def _old_tree_id(self, path: str, old: _OldTree, name: str) -> str | None:
+        """The folder's previous tree: the folder cache's (the newest run's), else the
+        parent snapshot's (its tree is loaded only then)."""
         cached = self._dircache.get(path) if self._dircache else None
         if cached is not None:
             return cached[1]
-        return prev.get("subtree") if prev and prev.get("type") == "dir" else None
+        return _subtree(old.get(name))
 
     def _visit_file(self, path: str, name: str, st: os.stat_result, old: dict | None,
                     parent: DirTask) -> None:
@@ -236,13 +250,18 @@ class Walker:
         parent.nodes.append(node)
 
     def _walk_dir(self, path: str, node: dict | None, old_tree: str | None,
-                  parent: DirTask | None) -> bool:
+                  parent: DirTask | None,
+                  parent_snapshot_tree: Callable[[], str | None] | None = None) -> bool:
         """Walk a folder; True if it was found clean (reused whole). With no ``node`` and
-        no ``parent`` it is the file system's root, emitted as the snapshot's root tree."""
+        no ``parent`` it is the file system's root, emitted as the snapshot's root tree.
+        ``old_tree`` is the folder's previous tree (``_old_tree_id``), and
+        ``parent_snapshot_tree`` gives the parent snapshot's, for when the archive no
+        longer holds the former."""
         if os.path.normcase(path) in self._skip:
             self._crawler.forget(path)
             return False
-        if parent is not None and node is not None and self._journal_clean(path, old_tree):
+        if parent is not None and node is not None and self._journal_clean(path, old_tree) \
+                and self._tree_known(old_tree):  # type: ignore[arg-type]
             self._crawler.forget(path)
             self._reuse_subtree(node, old_tree, parent)
             return True
@@ -254,7 +273,7 @@ class Walker:
         fp = fingerprint(listing) if complete else None
         cached = self._dircache.get(path) if self._dircache and fp else None
         task = DirTask(path=path, node=node, old_tree=old_tree, fingerprint=fp)
-        old = _OldTree(self._load_tree, old_tree)
+        old = _OldTree(self._load_tree, old_tree, self._tree_known, parent_snapshot_tree)
         all_clean = True
         for name, st in listing:
             if stat.S_ISDIR(st.st_mode):
@@ -363,6 +382,10 @@ def tree_totals(tree_id: str, load_tree: TreeLoader,
     if cache:
         cache.record_totals(tree_id, (files, size, dirs))
     return files, size, dirs
+
+
+def _subtree(node: dict | None) -> str | None:
+    return node.get("subtree") if node and node.get("type") == "dir" else None
 
 
 def _join(folder: str, name: str) -> str:
