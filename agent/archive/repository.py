@@ -179,15 +179,22 @@ class Repository:
         on. With ``strict`` (prune, which must see every index file) it raises."""
         remote = set(self.dest.list("index"))
         if self.cache.index_files() - remote:
-            self.cache.clear()
+            self._forget_index()
         self.unreadable_index_files = {}
         self._load_index_files(remote, strict)
         if self.cache.index_files() & self.cache.superseded():
-            self.cache.clear()
+            self._forget_index()
             self.unreadable_index_files = {}
             self._load_index_files(remote, strict)
         if self.unreadable_index_files:
             self.cache.add(None, self._unindexed_packs())
+
+    def _forget_index(self) -> None:
+        """Clear the index cache, and the trees read so far: a prune removed packs, and
+        trees only they held must not be taken for present (by a backup that reuses a
+        folder's unchanged tree)."""
+        self.cache.clear()
+        self._tree.cache_clear()
 
     def _load_index_files(self, remote: set[str], strict: bool) -> None:
         superseded = self.cache.superseded()

@@ -22,13 +22,19 @@ NOTHING_CHANGED = frozenset()  # a change journal that saw no change since the l
 
 
 class Runs:
-    """Each operation in a repository opened for it, as separate ``cairn`` runs are."""
+    """Each operation in a repository opened for it, as separate ``cairn`` runs are, or
+    all in one (a program that keeps its ``Repository``)."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, one_repository: bool) -> None:
         self._dest, self._cache = LocalDestination(tmp_path / "archive"), tmp_path / "cache"
-        Repository.create(self._dest, "pw", self._cache).close()
+        self._repo: Repository | None = Repository.create(self._dest, "pw", self._cache)
+        if not one_repository:
+            self._repo.close()
+            self._repo = None
 
     def __call__(self, operation):
+        if self._repo is not None:
+            return operation(self._repo)
         repo = Repository.open(self._dest, "pw", self._cache)
         try:
             return operation(repo)
@@ -40,9 +46,9 @@ class Runs:
                                                                 dirty_paths=dirty)))
 
 
-@pytest.fixture
-def runs(tmp_path: Path) -> Runs:
-    return Runs(tmp_path)
+@pytest.fixture(params=[False, True], ids=["runs", "one-repository"])
+def runs(tmp_path: Path, request: pytest.FixtureRequest) -> Runs:
+    return Runs(tmp_path, request.param)
 
 
 def assert_restores(runs: Runs, snapshot, src: Path, out: Path) -> None:
