@@ -17,10 +17,10 @@ the subfolders below it on the same file system, until it has listed
 parent's per-folder work (a request, a wake-up, a GIL hand-off) is paid once
 for many folders. Measured on the benchmark set (13.7k folders): a cold
 standalone crawl took 1.32-1.34 CPU s against 1.77-1.93 with one folder per
-answer, and cold no-change re-backups 1.17-1.24 s against 1.40-1.46. The
+answer, and cold no-change re-backups 1.11-1.19 s against 1.32-1.48. The
 parent keeps only the listings the walker will take (``Crawler``); a child
-never crosses into another file system, so an excluded network mount that
-hangs is never touched.
+never crosses into another file system, so a mount the walk leaves out (or a
+network mount that hangs) is not listed on its own initiative.
 
 Wire format on the two pipes (private to one run): a request is the path's
 length and the entry budget (two 4-byte big-endian integers), then the folder
