@@ -227,7 +227,7 @@ class Crawler:
                 job = self._next_job(wait=True)
                 if job is None:
                     return
-            self._finish(*job, list_dir(job[1]))
+            self._finish(*job, [(job[1], list_dir(job[1]))])
 
     def _run_process(self, process: ListerProcess | None, index: int) -> None:
         """A crawl thread that keeps up to PIPELINE folders queued at a lister process."""
@@ -259,14 +259,14 @@ class Crawler:
                     answer, process = None, None
             if answer is None:  # the helper died: list the rest here
                 for job in (*in_flight, (key, path)):
-                    self._finish(*job, list_dir(job[1]))
+                    self._finish(*job, [(job[1], list_dir(job[1]))])
                 in_flight.clear()
                 if index in self._let_go:
                     return
                 if not self._retired or index < THREADS_AFTER_RETIRING:
                     self._run()
                 return
-            self._finish_subtree(key, path, answer)
+            self._finish(key, path, answer)
 
     def _next_job(self, *, wait: bool, thread: int = -1) -> tuple[tuple, str] | None:
         """The earliest pending folder, marked as being listed (lock held); None if closed
@@ -297,21 +297,9 @@ class Crawler:
                 return key, path
             # else the walker took it already
 
-    def _finish(self, key: tuple, path: str, listing: Listing) -> None:
-        """Hand a listing to the walker and queue its subfolders."""
-        with self._cond:
-            self._listing_now -= 1
-            self._wake_if_idle()
-            if self._is_forgotten(path):
-                return
-            self._done[path] = listing
-            if not isinstance(listing, OSError):
-                self._buffered += len(listing)
-            self._ready.notify_all()  # the walker, if it waits for this folder
-        self._queue_children(path, key, listing)
-
-    def _finish_subtree(self, key: tuple, path: str, answer: list[tuple[str, Listing]]) -> None:
-        """Hand the walker a folder's listing and those a lister process listed below it.
+    def _finish(self, key: tuple, path: str, answer: list[tuple[str, Listing]]) -> None:
+        """Hand the walker a folder's listing, and those a lister process listed below it
+        (``answer``: the folder first), and queue its subfolders.
 
         Only listings of folders the walker will take are kept (its picker decides,
         as for any folder); a picked subfolder the answer does not hold is queued.
